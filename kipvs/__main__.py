@@ -1,0 +1,3 @@
+from kipvs.cli import main
+
+main()

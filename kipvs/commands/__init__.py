@@ -1,0 +1,1 @@
+"""One module per subcommand: each wires sources, desired state, facts, plan and runner."""

@@ -1,0 +1,146 @@
+"""The one place that runs a process.
+
+Every `ip` and `ipvsadm` call goes through a Runner: reads with `run`, changes
+with `apply` (batched: one `ip -batch`, one `ipvsadm -R`). `DryRunRunner`
+reads the kernel like the real one but prints the changing command lines
+instead of running them. Tests substitute a recording runner here and only here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+import sh
+
+from kipvs.errors import CommandFailed, NoIPVS, PermissionDenied, ToolMissing
+
+log = logging.getLogger("kipvs.runner")
+
+DEFAULT_TIMEOUT = 60.0
+PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm", "sysctl": "procps"}
+
+# Batch tools: how each is fed a batch on stdin, and how one batch line reads as a whole command.
+BATCH_ARGV = {"ip": ["ip", "-force", "-batch", "-"], "ipvsadm": ["ipvsadm", "-R"]}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Lines for one batch tool, e.g. Batch("ip", ["route replace local 10.0.0.1 ..."])."""
+
+    tool: str
+    lines: tuple[str, ...]
+
+    def command_lines(self) -> list[str]:
+        """Each line as the standalone command it stands for (what --dry-run prints)."""
+        return [f"{self.tool} {line}" for line in self.lines]
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def classify_failure(argv: list[str], returncode: int | None, stderr: str) -> Exception:
+    """Turn a failed command into the error an operator can act on."""
+    text = stderr.lower()
+    if "operation not permitted" in text or "permission denied" in text:
+        return PermissionDenied(f"`{' '.join(argv)}`: permission denied: run as root (needs CAP_NET_ADMIN)")
+    if argv[0] == "ipvsadm" and ("can't initialize ipvs" in text or "protocol not available" in text):
+        return NoIPVS("the kernel has no IPVS: load the ip_vs module (modprobe ip_vs) or use a kernel with IPVS")
+    return CommandFailed(argv, returncode, stderr)
+
+
+class Runner:
+    """Runs commands for real through `sh`, with a timeout and clear errors."""
+
+    dry_run = False
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
+        self.timeout = timeout
+
+    def _exec(self, argv: list[str], stdin: str | None) -> Result:
+        try:
+            program = sh.Command(argv[0])
+        except sh.CommandNotFound:
+            package = PACKAGE_OF.get(argv[0], argv[0])
+            raise ToolMissing(f"`{argv[0]}` not found on PATH: install the {package} package") from None
+        started = time.monotonic()
+        try:
+            proc = program(*argv[1:], _in=stdin, _timeout=self.timeout, _tty_out=False,
+                           _return_cmd=True, _ok_code=list(range(256)), _env=_child_env())
+        except sh.TimeoutException:
+            raise CommandFailed(argv, None, f"timed out after {self.timeout:.0f}s") from None
+        seconds = time.monotonic() - started
+        return Result(tuple(argv), proc.exit_code, _text(proc.stdout), _text(proc.stderr), seconds)
+
+    def run(self, argv: list[str], stdin: str | None = None) -> str:
+        """Run a command that must succeed; return its stdout."""
+        result = self._exec(argv, stdin)
+        log.debug("ran %s in %.3fs", " ".join(argv), result.seconds)
+        if result.returncode != 0:
+            raise classify_failure(argv, result.returncode, result.stderr)
+        return result.stdout
+
+    def apply(self, batches: list[Batch]) -> list[Result]:
+        """Run each non-empty batch once. A failing line does not stop the batch
+        (`ip -force`, and `ipvsadm -R` carries on by itself): callers verify the
+        kernel afterwards. Permission and missing-IPVS failures still raise."""
+        results = []
+        for batch in batches:
+            if not batch.lines:
+                continue
+            argv = BATCH_ARGV[batch.tool]
+            for line in batch.command_lines():
+                log.info("%s", line)
+            result = self._exec(argv, "\n".join(batch.lines) + "\n")
+            log.debug("%s: %d lines in %.3fs", " ".join(argv), len(batch.lines), result.seconds)
+            if result.returncode != 0 or result.error_lines:
+                error = classify_failure(list(argv), result.returncode, result.stderr)
+                if not isinstance(error, CommandFailed):
+                    raise error
+                for line in result.error_lines:
+                    log.error("%s: %s", argv[0], line)
+            results.append(result)
+        return results
+
+
+class DryRunRunner(Runner):
+    """Reads the kernel for real; prints the changes it would make, one command per line."""
+
+    dry_run = True
+
+    def __init__(self, out: TextIO | None = None, timeout: float = DEFAULT_TIMEOUT):
+        super().__init__(timeout)
+        self.out = out or sys.stdout
+
+    def apply(self, batches: list[Batch]) -> list[Result]:
+        for batch in batches:
+            for line in batch.command_lines():
+                print(line, file=self.out)
+        self.out.flush()
+        return []
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+
+
+def _child_env() -> dict[str, str]:
+    """The tools' output is parsed, so it must not be localised."""
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    return env

@@ -1,0 +1,49 @@
+"""The runner seam for unit tests: recorded tool output in, recorded batches out. Nothing is executed."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from kipvs.runner import Batch, Result, Runner
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def fixture_outputs(name: str) -> dict[str, str]:
+    """{command line: output} captured in the lab by scripts/capture-fixtures."""
+    return json.loads((FIXTURES / f"{name}.json").read_text())["outputs"]
+
+
+class RecordingRunner(Runner):
+    """Answers reads from a list of kernel states; each apply moves to the next state (if any)."""
+
+    def __init__(self, *states: dict[str, str], dry_run: bool = False):
+        super().__init__()
+        self.states = list(states)
+        self.dry_run = dry_run
+        self.reads: list[str] = []
+        self.batches: list[Batch] = []
+        self.out = io.StringIO()
+
+    def run(self, argv: list[str], stdin: str | None = None) -> str:
+        key = " ".join(argv)
+        self.reads.append(key)
+        if key not in self.states[0]:
+            raise AssertionError(f"unexpected command: {key}")
+        return self.states[0][key]
+
+    def apply(self, batches: list[Batch]) -> list[Result]:
+        batches = [b for b in batches if b.lines]
+        if self.dry_run:
+            for batch in batches:
+                self.out.write("".join(line + "\n" for line in batch.command_lines()))
+            return []
+        self.batches += batches
+        if batches and len(self.states) > 1:
+            self.states.pop(0)
+        return [Result((b.tool,), 0, "", "") for b in batches]
+
+    @property
+    def applied_lines(self) -> list[str]:
+        return [line for b in self.batches for line in b.command_lines()]

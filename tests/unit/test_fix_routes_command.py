@@ -1,0 +1,98 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kipvs import cli
+from kipvs.commands.fix_routes import fix_routes
+from kipvs.errors import ConfigError
+from tests.unit.fakes import RecordingRunner, fixture_outputs
+
+BEFORE = fixture_outputs("node-before-fix")
+AFTER = fixture_outputs("node-after-fix")
+
+
+def test_fixes_wrong_routes_in_one_batch_and_verifies():
+    runner = RecordingRunner(BEFORE, AFTER)
+    report = fix_routes(runner, "kube-dummy-if", [])
+    assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 4
+    assert (report.checked, report.fixed, report.already_correct, report.failed) == (3, 3, 0, [])
+    assert runner.reads.count("ip -j -4 route show table local") == 2  # read, then verified
+
+
+def test_converged_node_runs_nothing():
+    runner = RecordingRunner(AFTER)
+    report = fix_routes(runner, "kube-dummy-if", [])
+    assert runner.batches == [] and report.commands == [] and report.already_correct == 3
+    assert report.summary().endswith("nothing to change")
+
+
+def test_routes_still_wrong_after_apply_are_reported():
+    runner = RecordingRunner(BEFORE, BEFORE)  # the kernel ignored us
+    report = fix_routes(runner, "kube-dummy-if", [])
+    assert not report.ok and report.failed == ["10.254.0.1", "10.254.0.10", "fd00:254::10"]
+    assert "3 still wrong" in report.summary()
+
+
+def test_dry_run_prints_exact_commands():
+    runner = RecordingRunner(BEFORE, dry_run=True)
+    report = fix_routes(runner, "kube-dummy-if", [])
+    assert runner.batches == []
+    assert runner.out.getvalue().splitlines()[0] == (
+        "ip route replace local 10.254.0.1 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local")
+    assert report.commands == runner.out.getvalue().splitlines()
+
+
+def test_missing_interface_is_a_clear_error():
+    with pytest.raises(ConfigError, match="interface kube-ipvs0 does not exist"):
+        fix_routes(RecordingRunner(BEFORE), "kube-ipvs0", [])
+
+
+@pytest.fixture
+def cli_runner(monkeypatch):
+    states = {"runner": None}
+
+    def make_runner(dry_run, timeout):
+        states["runner"] = RecordingRunner(*states["kernel"], dry_run=dry_run)
+        return states["runner"]
+
+    monkeypatch.setattr(cli, "make_runner", make_runner)
+    return states
+
+
+def test_cli_json_summary_and_exit_status(cli_runner):
+    cli_runner["kernel"] = [BEFORE, AFTER]
+    result = CliRunner().invoke(cli.app, ["fix-routes", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["fixed"] == 3 and data["ok"] is True and data["node_ips"] == {"ipv4": "192.168.123.249",
+                                                                            "ipv6": "fd00:123::249"}
+
+
+def test_cli_exit_1_when_routes_stay_wrong(cli_runner):
+    cli_runner["kernel"] = [BEFORE, BEFORE]
+    result = CliRunner().invoke(cli.app, ["fix-routes"])
+    assert result.exit_code == 1 and "still wrong" in result.stderr
+
+
+def test_cli_error_is_one_line_and_exit_2(cli_runner):
+    cli_runner["kernel"] = [BEFORE]
+    result = CliRunner().invoke(cli.app, ["fix-routes", "--node-ip", "10.1.1.1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "kipvs: error: node IP 10.1.1.1 is not configured on this host: the kernel would refuse it as a route "
+        "source (Invalid prefsrc address); pass --node-ip with a local address"]
+
+
+def test_cli_dry_run_stdout_is_only_commands(cli_runner):
+    cli_runner["kernel"] = [BEFORE]
+    result = CliRunner().invoke(cli.app, ["fix-routes", "--dry-run"])
+    assert result.exit_code == 0
+    assert result.stdout == "" and cli_runner["runner"].out.getvalue().count("\n") == 4
+    assert "4 command(s) planned (dry run)" in result.stderr
+
+
+def test_interface_from_environment(cli_runner):
+    cli_runner["kernel"] = [BEFORE]
+    result = CliRunner().invoke(cli.app, ["fix-routes"], env={"KIPVS_INTERFACE": "kube-ipvs0"})
+    assert result.exit_code == 2 and "interface kube-ipvs0 does not exist" in result.stderr
