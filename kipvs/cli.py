@@ -110,17 +110,169 @@ def fix_routes_command(
     run_guarded(action)
 
 
-def _not_yet(name: str) -> Callable[[], None]:
-    def command() -> None:
-        print(f"kipvs: {name} is not available yet in this version", file=sys.stderr)
-        raise typer.Exit(int(ExitStatus.NOT_IMPLEMENTED))
+CLUSTER_FILE = typer.Option(None, "--cluster-file", "-f", envvar="KIPVS_CLUSTER_FILE",
+                            help="Read Services, EndpointSlices and Nodes from this `kubectl get "
+                                 "services,endpointslices,nodes -A -o yaml|json` dump ('-' for stdin) instead of the API.")
+KUBECONFIG = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
+                          help="kubeconfig file (default: in-cluster config, else ~/.kube/config).")
+NODE_NAME = typer.Option(None, "--node-name", envvar="NODE_NAME", help="This node's name (default: the hostname).")
+SYNC_NODE_IP = typer.Option(None, "--node-ip", envvar="KIPVS_NODE_IP",
+                            help="This node's IP, one per family (repeat for dual stack). Default: the Node "
+                                 "object's InternalIPs, else the default-route interface's address.")
+SCHEDULER = typer.Option("rr", "--scheduler", envvar="KIPVS_SCHEDULER",
+                         help="IPVS scheduler for services without a scheduler annotation.")
+NODE_PORT_RANGE = typer.Option("30000-32767", "--service-node-port-range", envvar="KIPVS_SERVICE_NODE_PORT_RANGE",
+                               help="NodePort range; NodePort virtual servers in it on node addresses are kipvs's.")
+BINDON_ALL = typer.Option(False, "--nodeport-bindon-all-ip", envvar="KIPVS_NODEPORT_BINDON_ALL_IP",
+                          help="Serve NodePorts on every local address, not only the node IP.")
+EXTERNAL_RANGE = typer.Option(None, "--service-external-ip-range", envvar="KIPVS_SERVICE_EXTERNAL_IP_RANGE",
+                              help="CIDR allowed for spec.externalIPs (repeatable).")
+LB_RANGE = typer.Option(None, "--loadbalancer-ip-range", envvar="KIPVS_LOADBALANCER_IP_RANGE",
+                        help="CIDR allowed for status.loadBalancer.ingress IPs (repeatable).")
+STRICT = typer.Option(True, "--strict-external-ip-validation/--no-strict-external-ip-validation",
+                      envvar="KIPVS_STRICT_EXTERNAL_IP_VALIDATION",
+                      help="Program external and load-balancer IPs only inside the ranges above (CVE-2020-8554).")
+EXCLUDED = typer.Option(None, "--excluded-cidrs", envvar="KIPVS_EXCLUDED_CIDRS",
+                        help="CIDRs kipvs never touches, even on its own interface (repeatable or comma-separated).")
 
-    command.__doc__ = f"Not available yet in kipvs {__version__}."
-    return command
+
+def proxy_options(interface, scheduler, node_port_range, bindon_all, external_range, lb_range, strict, excluded):
+    from kipvs.config import ProxyOptions, parse_cidrs, parse_port_range, parse_scheduler
+
+    return ProxyOptions(
+        interface=interface, scheduler=parse_scheduler(scheduler), node_port_range=parse_port_range(node_port_range),
+        nodeport_bindon_all_ip=bindon_all,
+        external_ip_ranges=parse_cidrs(external_range or [], "--service-external-ip-range"),
+        loadbalancer_ip_ranges=parse_cidrs(lb_range or [], "--loadbalancer-ip-range"),
+        strict_external_ip_validation=strict, excluded_cidrs=parse_cidrs(excluded or [], "--excluded-cidrs"))
 
 
-for _name in ("sync", "watch", "cleanup", "show"):
-    app.command(_name)(_not_yet(_name))
+def load_snapshot(cluster_file: Optional[str], kubeconfig: Optional[str]):
+    if cluster_file:
+        from kipvs.sources.file import read_cluster_file
+
+        return read_cluster_file(cluster_file)
+    from kipvs.sources.api import load_client_config, read_cluster_api
+
+    return read_cluster_api(load_client_config(kubeconfig))
+
+
+def node_identity(node_name: Optional[str], node_ip: Optional[list[str]]):
+    import socket
+
+    from kipvs.commands.sync import NodeIdentity
+
+    return NodeIdentity(node_name or socket.gethostname(), tuple(node_ip or []))
+
+
+@app.command("sync")
+def sync_command(
+    cluster_file: Optional[str] = CLUSTER_FILE,
+    kubeconfig: Optional[str] = KUBECONFIG,
+    node_name: Optional[str] = NODE_NAME,
+    node_ip: Optional[list[str]] = SYNC_NODE_IP,
+    interface: str = INTERFACE,
+    scheduler: str = SCHEDULER,
+    service_node_port_range: str = NODE_PORT_RANGE,
+    nodeport_bindon_all_ip: bool = BINDON_ALL,
+    service_external_ip_range: Optional[list[str]] = EXTERNAL_RANGE,
+    loadbalancer_ip_range: Optional[list[str]] = LB_RANGE,
+    strict_external_ip_validation: bool = STRICT,
+    excluded_cidrs: Optional[list[str]] = EXCLUDED,
+    dry_run: bool = DRY_RUN,
+    output: Output = OUTPUT,
+    command_timeout: float = TIMEOUT,
+) -> None:
+    """Reconcile once: make IPVS, the dummy interface's addresses and their local routes match the cluster.
+
+    Reads the cluster (API or --cluster-file) and the kernel (ipvsadm -S -n, ip -j addr, ip -j route), applies only the difference in batches (ip -batch, ipvsadm -R, sysctl), then reads the kernel again to verify. Changes only what kipvs owns. Exit 0 when the kernel matches afterwards, 1 when it does not, 2 on error (nothing is changed when the cluster cannot be read).
+    """
+    from kipvs.commands.sync import sync_once
+
+    def action() -> ExitStatus:
+        options = proxy_options(interface, scheduler, service_node_port_range, nodeport_bindon_all_ip,
+                                service_external_ip_range, loadbalancer_ip_range, strict_external_ip_validation,
+                                excluded_cidrs)
+        snapshot = load_snapshot(cluster_file, kubeconfig)
+        result = sync_once(make_runner(dry_run, command_timeout), snapshot, node_identity(node_name, node_ip), options)
+        if output is Output.json:
+            emit_json({"counts": dict(result.plan.counts), "commands": result.plan.command_lines(),
+                       "remaining": result.remaining, "problems": [str(p) for p in result.desired.problems],
+                       "converged": result.converged, "dry_run": dry_run, "seconds": round(result.seconds, 3)})
+        else:
+            print(result.summary(), file=sys.stderr)
+        return ExitStatus.OK if result.converged else ExitStatus.DRIFT
+
+    run_guarded(action)
+
+
+@app.command("show")
+def show_command(
+    cluster_file: Optional[str] = CLUSTER_FILE,
+    kubeconfig: Optional[str] = KUBECONFIG,
+    node_name: Optional[str] = NODE_NAME,
+    node_ip: Optional[list[str]] = SYNC_NODE_IP,
+    interface: str = INTERFACE,
+    scheduler: str = SCHEDULER,
+    service_node_port_range: str = NODE_PORT_RANGE,
+    nodeport_bindon_all_ip: bool = BINDON_ALL,
+    service_external_ip_range: Optional[list[str]] = EXTERNAL_RANGE,
+    loadbalancer_ip_range: Optional[list[str]] = LB_RANGE,
+    strict_external_ip_validation: bool = STRICT,
+    excluded_cidrs: Optional[list[str]] = EXCLUDED,
+    check: bool = typer.Option(False, "--check", help="Print nothing; exit 0 when in sync, 1 on drift, 2 on error."),
+    output: Output = OUTPUT,
+    command_timeout: float = TIMEOUT,
+) -> None:
+    """Troubleshoot: each service, its virtual servers and real servers (pod, node, weight, connections), route health, and the drift between cluster and kernel.
+
+    With --check, exit 0 when in sync, 1 when there is drift, 2 on error (the diff convention), for cron and monitoring.
+    """
+    from kipvs.commands.show import show
+
+    def action() -> ExitStatus:
+        options = proxy_options(interface, scheduler, service_node_port_range, nodeport_bindon_all_ip,
+                                service_external_ip_range, loadbalancer_ip_range, strict_external_ip_validation,
+                                excluded_cidrs)
+        snapshot = load_snapshot(cluster_file, kubeconfig)
+        report = show(Runner(timeout=command_timeout), snapshot, node_identity(node_name, node_ip), options)
+        if output is Output.json:
+            emit_json(report)
+        elif not check:
+            from kipvs.render import print_show
+
+            print_show(report)
+        return ExitStatus.OK if report["in_sync"] or not check else ExitStatus.DRIFT
+
+    run_guarded(action)
+
+
+@app.command("cleanup")
+def cleanup_command(
+    interface: str = INTERFACE,
+    service_node_port_range: str = NODE_PORT_RANGE,
+    excluded_cidrs: Optional[list[str]] = EXCLUDED,
+    dry_run: bool = DRY_RUN,
+    command_timeout: float = TIMEOUT,
+) -> None:
+    """Remove what kipvs owns: virtual servers on its interface's addresses and NodePort-range ones on node addresses, those addresses and their routes, and the interface itself. Nothing else."""
+    from kipvs.commands.cleanup import cleanup
+
+    def action() -> ExitStatus:
+        options = proxy_options(interface, "rr", service_node_port_range, False, [], [], True, excluded_cidrs)
+        plan, remaining = cleanup(make_runner(dry_run, command_timeout), options)
+        print(f"cleanup: {plan.summary()}" + (f"; {len(remaining)} left over" if remaining else ""), file=sys.stderr)
+        return ExitStatus.OK if not remaining else ExitStatus.DRIFT
+
+    run_guarded(action)
+
+
+@app.command("watch")
+def watch_command() -> None:
+    """Not available yet: the long-running service (run `kipvs sync` from a timer meanwhile)."""
+    print("kipvs: watch is not available yet in this version; run `kipvs sync` periodically meanwhile",
+          file=sys.stderr)
+    raise typer.Exit(int(ExitStatus.NOT_IMPLEMENTED))
 
 
 def main() -> None:

@@ -55,6 +55,7 @@ class NetFacts:
 
     addresses: tuple[InterfaceAddress, ...] = ()
     interfaces: frozenset[str] = field(default_factory=frozenset)
+    up_interfaces: frozenset[str] = field(default_factory=frozenset)
     local_routes: tuple[LocalRoute, ...] = ()
     default_routes: tuple[DefaultRoute, ...] = ()
 
@@ -63,3 +64,69 @@ class NetFacts:
 
     def has_address(self, ip: str) -> bool:
         return any(a.ip == ip for a in self.addresses)
+
+
+# --- IPVS --------------------------------------------------------------------
+
+PROTOCOL_FLAG = {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}
+FORWARD_FLAG = {"masq": "-m", "route": "-g", "tunnel": "-i"}
+
+
+def host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+@dataclass(frozen=True, order=True)
+class RealServer:
+    ip: str
+    port: int
+    weight: int = 1
+    forward: str = "masq"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.ip, self.port)
+
+
+@dataclass(frozen=True)
+class VirtualServer:
+    """One IPVS virtual service. `protocol` is tcp/udp/sctp, or "fwmark" with `port` the mark."""
+
+    protocol: str
+    ip: str
+    port: int
+    scheduler: str = "rr"
+    flags: tuple[str, ...] = ()
+    persistent: int | None = None
+    real_servers: tuple[RealServer, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.protocol, self.ip, self.port)
+
+    @property
+    def family(self) -> int:
+        return family_of(self.ip) if self.ip else 4
+
+    def service_args(self) -> str:
+        """The `-t IP:PORT` part of an ipvsadm line."""
+        if self.protocol == "fwmark":
+            return f"-f {self.port}"
+        return f"{PROTOCOL_FLAG[self.protocol]} {host_port(self.ip, self.port)}"
+
+    def options_args(self) -> str:
+        parts = [f"-s {self.scheduler}"]
+        if self.flags:
+            parts.append(f"-b {','.join(self.flags)}")
+        if self.persistent is not None:
+            parts.append(f"-p {self.persistent}")
+        return " ".join(parts)
+
+    def same_options(self, other: "VirtualServer") -> bool:
+        return (self.scheduler, tuple(sorted(self.flags)), self.persistent) == \
+               (other.scheduler, tuple(sorted(other.flags)), other.persistent)
+
+    def label(self) -> str:
+        if self.protocol == "fwmark":
+            return f"FWM {self.port}"
+        return f"{self.protocol.upper()} {host_port(self.ip, self.port)}"

@@ -23,8 +23,10 @@ log = logging.getLogger("kipvs.runner")
 DEFAULT_TIMEOUT = 60.0
 PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm", "sysctl": "procps"}
 
-# Batch tools: how each is fed a batch on stdin, and how one batch line reads as a whole command.
-BATCH_ARGV = {"ip": ["ip", "-force", "-batch", "-"], "ipvsadm": ["ipvsadm", "-R"]}
+# Batch tools: how each takes a whole batch (on stdin, or as arguments for sysctl),
+# and how one batch line reads as a standalone command.
+BATCH_ARGV = {"ip": ["ip", "-force", "-batch", "-"], "ipvsadm": ["ipvsadm", "-R"], "sysctl": ["sysctl", "-q", "-w"]}
+LINE_PREFIX = {"ip": "ip", "ipvsadm": "ipvsadm", "sysctl": "sysctl -w"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Batch:
 
     def command_lines(self) -> list[str]:
         """Each line as the standalone command it stands for (what --dry-run prints)."""
-        return [f"{self.tool} {line}" for line in self.lines]
+        return [f"{LINE_PREFIX[self.tool]} {line}" for line in self.lines]
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,11 @@ class Runner:
             argv = BATCH_ARGV[batch.tool]
             for line in batch.command_lines():
                 log.info("%s", line)
-            result = self._exec(argv, "\n".join(batch.lines) + "\n")
+            if batch.tool == "sysctl":
+                argv, stdin = argv + list(batch.lines), None
+            else:
+                stdin = "\n".join(batch.lines) + "\n"
+            result = self._exec(argv, stdin)
             log.debug("%s: %d lines in %.3fs", " ".join(argv), len(batch.lines), result.seconds)
             if result.returncode != 0 or result.error_lines:
                 error = classify_failure(list(argv), result.returncode, result.stderr)

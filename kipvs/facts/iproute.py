@@ -21,14 +21,16 @@ def _load(text: str) -> list[dict]:
     return json.loads(text) if text else []
 
 
-def parse_addresses(text: str) -> tuple[list[InterfaceAddress], set[str]]:
-    """Addresses and interface names from `ip -j addr show`."""
-    addresses, interfaces = [], set()
+def parse_addresses(text: str) -> tuple[list[InterfaceAddress], set[str], set[str]]:
+    """Addresses, interface names and the names of interfaces that are up, from `ip -j addr show`."""
+    addresses, interfaces, up = [], set(), set()
     for link in _load(text):
         name = link.get("ifname")
         if not name:
             continue
         interfaces.add(name)
+        if "UP" in (link.get("flags") or []):
+            up.add(name)
         for info in link.get("addr_info") or []:
             family = FAMILY.get(info.get("family", ""))
             if family is None or "local" not in info:
@@ -36,7 +38,7 @@ def parse_addresses(text: str) -> tuple[list[InterfaceAddress], set[str]]:
             addresses.append(InterfaceAddress(
                 interface=name, ip=info["local"], prefixlen=int(info.get("prefixlen", 0)), family=family,
                 scope=info.get("scope", "global"), secondary=bool(info.get("secondary", False))))
-    return addresses, interfaces
+    return addresses, interfaces, up
 
 
 def parse_local_routes(text: str) -> list[LocalRoute]:
@@ -62,12 +64,12 @@ def _read_optional_family(runner: Runner, argv: list[str]) -> str:
 
 
 def read_net_facts(runner: Runner, with_defaults: bool = True) -> NetFacts:
-    addresses, interfaces = parse_addresses(runner.run(READ_ADDRESSES))
+    addresses, interfaces, up = parse_addresses(runner.run(READ_ADDRESSES))
     local_routes = parse_local_routes(runner.run(READ_LOCAL_ROUTES[4]))
     local_routes += parse_local_routes(_read_optional_family(runner, READ_LOCAL_ROUTES[6]))
     defaults: list[DefaultRoute] = []
     if with_defaults:
         defaults += parse_default_routes(runner.run(READ_DEFAULT_ROUTES[4]), 4)
         defaults += parse_default_routes(_read_optional_family(runner, READ_DEFAULT_ROUTES[6]), 6)
-    return NetFacts(addresses=tuple(addresses), interfaces=frozenset(interfaces),
+    return NetFacts(addresses=tuple(addresses), interfaces=frozenset(interfaces), up_interfaces=frozenset(up),
                     local_routes=tuple(local_routes), default_routes=tuple(defaults))

@@ -7,8 +7,8 @@ AFTER = fixture_outputs("node-after-fix")
 
 
 def test_addresses_of_every_interface_with_flags():
-    addresses, interfaces = parse_addresses(BEFORE["ip -j addr show"])
-    assert {"lo", "eth0", "kube-dummy-if", "other0"} <= interfaces
+    addresses, interfaces, up = parse_addresses(BEFORE["ip -j addr show"])
+    assert {"lo", "eth0", "kube-dummy-if", "other0"} == interfaces == up
     eth0 = [(a.ip, a.family, a.secondary) for a in addresses if a.interface == "eth0" and a.scope == "global"]
     assert eth0 == [("192.168.123.249", 4, False), ("192.168.123.77", 4, True), ("fd00:123::249", 6, False)]
     dummy = [a for a in addresses if a.interface == "kube-dummy-if"]

@@ -1,0 +1,83 @@
+"""`kipvs show`: what the cluster wants, what the kernel has, and what differs, as plain data."""
+from __future__ import annotations
+
+from kipvs.config import ProxyOptions
+from kipvs.commands.sync import NodeIdentity, compute
+from kipvs.facts.ipvsadm import READ_CONNECTIONS, READ_RATES, Counters, parse_connections, parse_rates
+from kipvs.facts.kernel import read_kernel
+from kipvs.plan import is_owned, owned_addresses, plan_sync
+from kipvs.routes import check_routes
+from kipvs.runner import Runner
+from kipvs.sources import Snapshot
+
+
+def _real_server_rows(vs, kernel_vs, desired, connections, rates) -> list[dict]:
+    ours = {rs.key: rs for rs in vs.real_servers}
+    theirs = {rs.key: rs for rs in kernel_vs.real_servers} if kernel_vs else {}
+    rows = []
+    for key in sorted(set(ours) | set(theirs)):
+        rs = ours.get(key) or theirs[key]
+        info = desired.backends.get(key)
+        state = "ok" if key in ours and key in theirs and ours[key] == theirs[key] else \
+            "missing" if key not in theirs else "extra" if key not in ours else "different"
+        conns = connections.get((vs.key, key), Counters())
+        rate = rates.get((vs.key, key), Counters())
+        rows.append({"address": f"{rs.ip}:{rs.port}", "pod": info.pod if info else "", "node": info.node if info else "",
+                     "weight": rs.weight, "forward": rs.forward, "active": conns.active, "inactive": conns.inactive,
+                     "cps": rate.cps, "in_bps": rate.in_bps, "out_bps": rate.out_bps, "state": state})
+    return rows
+
+
+def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions) -> dict:
+    kernel = read_kernel(runner)
+    connections = parse_connections(runner.run(READ_CONNECTIONS))
+    rates = parse_rates(runner.run(READ_RATES))
+    desired = compute(snapshot, node, options, kernel)
+    in_kernel = {vs.key: vs for vs in kernel.rules}
+    services: dict[tuple[str, str], dict] = {}
+    for vs in desired.virtual_servers:
+        origin = desired.origins[vs.key]
+        entry = services.setdefault((origin.namespace, origin.name),
+                                    {"namespace": origin.namespace, "name": origin.name, "virtual_servers": []})
+        have = in_kernel.get(vs.key)
+        state = "missing" if have is None else "ok" if have == vs else "different"
+        entry["virtual_servers"].append({
+            "address": vs.label(), "kind": origin.kind, "port_name": origin.port_name,
+            "scheduler": vs.scheduler + (f" ({','.join(vs.flags)})" if vs.flags else ""),
+            "persistent": vs.persistent, "state": state,
+            "kernel_scheduler": have.scheduler if have else None,
+            "real_servers": _real_server_rows(vs, have, desired, connections, rates)})
+    dummy_ips = owned_addresses(kernel.net, desired, options.interface)
+    node_addresses = {a.ip for a in kernel.net.addresses if a.interface != options.interface}
+    wanted = {vs.key for vs in desired.virtual_servers}
+    extra = [vs.label() for vs in kernel.rules
+             if vs.key not in wanted and is_owned(vs, dummy_ips, node_addresses, options)]
+    foreign = [vs.label() for vs in kernel.rules if vs.key not in wanted and vs.label() not in extra]
+    present = {a.ip for a in kernel.net.addresses_on(options.interface) if not a.is_link_local}
+    routes = []
+    for check in check_routes([ip for ip in desired.addresses if ip in present], options.interface,
+                              desired.node_ips, kernel.net):
+        current = [r.prefsrc for r in kernel.net.local_routes if r.type == "local" and r.dst == check.vip]
+        routes.append({"address": check.vip, "src": current, "expected_src": check.node_ip, "ok": check.correct})
+    plan = plan_sync(desired, kernel, options)
+    return {
+        "node": {"name": node.name, "ips": {f"ipv{k}": v for k, v in desired.node_ips.items()},
+                 "interface": options.interface},
+        "services": sorted(services.values(), key=lambda s: (s["namespace"], s["name"])),
+        "routes": routes,
+        "drift": {
+            "missing_virtual_servers": [v["address"] for s in services.values() for v in s["virtual_servers"]
+                                        if v["state"] == "missing"],
+            "different_virtual_servers": [v["address"] for s in services.values() for v in s["virtual_servers"]
+                                          if v["state"] == "different"],
+            "extra_virtual_servers": extra,
+            "missing_addresses": [ip for ip in desired.addresses if ip not in present],
+            "extra_addresses": sorted(present - set(desired.addresses)),
+            "wrong_routes": [r["address"] for r in routes if not r["ok"]],
+            "commands": plan.command_lines(),
+        },
+        "foreign_virtual_servers": foreign,
+        "problems": [str(p) for p in desired.problems],
+        "skipped": list(desired.skipped),
+        "in_sync": plan.empty,
+    }

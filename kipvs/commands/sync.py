@@ -1,0 +1,87 @@
+"""`kipvs sync`: one reconcile of IPVS, service addresses and local routes, verified afterwards."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from kipvs.config import ProxyOptions
+from kipvs.desired import Desired, build_desired, node_ips_from_objects
+from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty
+from kipvs.model import family_of
+from kipvs.plan import Plan, plan_sync
+from kipvs.routes import resolve_node_ips
+from kipvs.runner import Runner
+from kipvs.sources import Snapshot
+
+log = logging.getLogger("kipvs.sync")
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    name: str
+    explicit_ips: tuple[str, ...] = ()
+
+
+@dataclass
+class SyncResult:
+    desired: Desired
+    plan: Plan
+    kernel: KernelFacts
+    remaining: list[str] = field(default_factory=list)  # what still differs after applying
+    seconds: float = 0.0
+
+    @property
+    def converged(self) -> bool:
+        return not self.remaining
+
+    def summary(self) -> str:
+        vs = len(self.desired.virtual_servers)
+        rs = sum(len(v.real_servers) for v in self.desired.virtual_servers)
+        text = f"sync: {vs} virtual servers, {rs} real servers, {len(self.desired.addresses)} addresses; "
+        text += self.plan.summary()
+        if self.desired.problems:
+            text += f"; {len(self.desired.problems)} problem(s) in cluster objects"
+        if self.remaining:
+            text += f"; NOT CONVERGED, {len(self.remaining)} difference(s) remain"
+        return text + f" ({self.seconds:.2f}s)"
+
+
+def node_ips_for(node: NodeIdentity, snapshot: Snapshot, kernel: KernelFacts) -> dict[int, str]:
+    """--node-ip, else the Node object's InternalIPs, else the default-route interface."""
+    from_api = node_ips_from_objects(snapshot.nodes, node.name)
+    if kernel.readable:
+        return resolve_node_ips(list(node.explicit_ips), kernel.net, fallback=from_api)
+    chosen = dict(from_api)
+    chosen.update({family_of(ip): ip for ip in node.explicit_ips})
+    return chosen
+
+
+def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
+    node_ips = node_ips_for(node, snapshot, kernel)
+    local_ips = [a.ip for a in kernel.net.addresses
+                 if a.interface not in (options.interface, "lo") and a.scope == "global"]
+    desired = build_desired(snapshot, node.name, node_ips, options, local_ips)
+    for problem in desired.problems:
+        log.error("%s", problem)
+    for family in sorted({family_of(ip) for ip in desired.addresses} - set(node_ips)):
+        log.error("no IPv%d node IP for node %s: NodePorts and route sources of that family are skipped "
+                  "(pass --node-ip)", family, node.name)
+    return desired
+
+
+def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions) -> SyncResult:
+    started = time.monotonic()
+    kernel = read_kernel_or_empty(runner)
+    desired = compute(snapshot, node, options, kernel)
+    plan = plan_sync(desired, kernel, options)
+    runner.apply(plan.batches)
+    result = SyncResult(desired, plan, kernel)
+    if not runner.dry_run and not plan.empty:
+        # ipvsadm -R exits 0 even when a line fails: trust only what the kernel says now.
+        after = read_kernel(runner, with_defaults=False)
+        result.remaining = plan_sync(desired, after, options).command_lines()
+        for line in result.remaining[:20]:
+            log.error("still differs after sync: %s", line)
+    result.seconds = time.monotonic() - started
+    return result

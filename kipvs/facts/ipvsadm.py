@@ -1,0 +1,117 @@
+"""Facts from ipvsadm: the rule set (`ipvsadm -S -n`) and counters (`-L -n`, `--rate`)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from kipvs.model import FORWARD_FLAG, PROTOCOL_FLAG, RealServer, VirtualServer
+from kipvs.runner import Runner
+
+READ_RULES = ["ipvsadm", "-S", "-n"]
+READ_CONNECTIONS = ["ipvsadm", "-L", "-n", "--exact"]
+READ_RATES = ["ipvsadm", "-L", "-n", "--rate", "--exact"]
+
+_PROTOCOL_OF_FLAG = {flag: proto for proto, flag in PROTOCOL_FLAG.items()}
+_PROTOCOL_OF_FLAG.update({"--tcp-service": "tcp", "--udp-service": "udp", "-f": "fwmark", "--fwmark-service": "fwmark"})
+_FORWARD_OF_FLAG = {flag: name for name, flag in FORWARD_FLAG.items()}
+_FORWARD_OF_FLAG.update({"--masquerading": "masq", "--gatewaying": "route", "--ipip": "tunnel"})
+_LIST_PROTOCOL = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp", "FWM": "fwmark"}
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """`10.0.0.1:80` or `[fd00::1]:80`."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    else:
+        host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def _service_key(tokens: list[str]) -> tuple[str, str, int]:
+    for i, token in enumerate(tokens):
+        proto = _PROTOCOL_OF_FLAG.get(token)
+        if proto == "fwmark":
+            return ("fwmark", "", int(tokens[i + 1]))
+        if proto:
+            return (proto, *split_host_port(tokens[i + 1]))
+    raise ValueError(f"no service in ipvsadm line: {' '.join(tokens)}")
+
+
+def _option(tokens: list[str], *names: str) -> str | None:
+    for i, token in enumerate(tokens[:-1]):
+        if token in names:
+            return tokens[i + 1]
+    return None
+
+
+def parse_rules(text: str) -> list[VirtualServer]:
+    """`ipvsadm -S -n` output (the same lines `ipvsadm -R` takes) into virtual servers, in kernel order."""
+    services: dict[tuple[str, str, int], VirtualServer] = {}
+    real: dict[tuple[str, str, int], list[RealServer]] = {}
+    for line in text.splitlines():
+        tokens = line.split()  # ipvsadm never quotes: split() is exact and much faster than shlex
+        if not tokens:
+            continue
+        key = _service_key(tokens)
+        if tokens[0] in ("-A", "--add-service"):
+            flags = _option(tokens, "-b", "--sched-flags")
+            persistent = _option(tokens, "-p", "--persistent")
+            services[key] = VirtualServer(key[0], key[1], key[2], scheduler=_option(tokens, "-s", "--scheduler") or "wlc",
+                                          flags=tuple(flags.split(",")) if flags else (),
+                                          persistent=int(persistent) if persistent is not None else None)
+            real.setdefault(key, [])
+        elif tokens[0] in ("-a", "--add-server"):
+            ip, port = split_host_port(_option(tokens, "-r", "--real-server"))
+            forward = next((_FORWARD_OF_FLAG[t] for t in tokens if t in _FORWARD_OF_FLAG), "route")
+            weight = int(_option(tokens, "-w", "--weight") or 1)
+            real.setdefault(key, []).append(RealServer(ip, port, weight, forward))
+    return [replace(vs, real_servers=tuple(real.get(key, ()))) for key, vs in services.items()]
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Per virtual or real server, from `ipvsadm -L -n` and `--rate`."""
+
+    active: int = 0
+    inactive: int = 0
+    cps: int = 0
+    in_bps: int = 0
+    out_bps: int = 0
+
+
+_SERVICE_LINE = re.compile(r"^(TCP|UDP|SCTP|FWM)\s+(\S+)\s*(.*)$")
+_REAL_LINE = re.compile(r"^\s+->\s+(\S+)\s+(.*)$")
+
+
+def _walk_list(text: str):
+    """Yield (service key, real server key or None, remaining columns) from `ipvsadm -L -n` style output."""
+    service = None
+    for line in text.splitlines():
+        if m := _SERVICE_LINE.match(line):
+            proto = _LIST_PROTOCOL[m.group(1)]
+            service = ("fwmark", "", int(m.group(2))) if proto == "fwmark" else (proto, *split_host_port(m.group(2)))
+            yield service, None, m.group(3).split()
+        elif service and (m := _REAL_LINE.match(line)) and m.group(1) != "RemoteAddress:Port":
+            yield service, split_host_port(m.group(1)), m.group(2).split()
+
+
+def parse_connections(text: str) -> dict[tuple, Counters]:
+    """ActiveConn / InActConn per real server from `ipvsadm -L -n`, keyed (service key, real key)."""
+    counters = {}
+    for service, real, columns in _walk_list(text):
+        if real is not None and len(columns) >= 4:
+            counters[(service, real)] = Counters(active=int(columns[2]), inactive=int(columns[3]))
+    return counters
+
+
+def parse_rates(text: str) -> dict[tuple, Counters]:
+    """CPS / InBPS / OutBPS per service (real None) and real server from `ipvsadm -L -n --rate`."""
+    rates = {}
+    for service, real, columns in _walk_list(text):
+        if len(columns) >= 5:
+            rates[(service, real)] = Counters(cps=int(columns[0]), in_bps=int(columns[3]), out_bps=int(columns[4]))
+    return rates
+
+
+def read_rules(runner: Runner) -> list[VirtualServer]:
+    return parse_rules(runner.run(READ_RULES))

@@ -1,0 +1,155 @@
+"""Desired state vs kernel facts -> the minimal ordered batches of commands. Ownership lives here.
+
+kipvs owns a virtual server when its address is on kipvs's dummy interface (or
+is a service address kipvs is adding there), or when it is a NodePort-style
+service: a port inside --service-node-port-range on one of this host's own
+addresses. Firewall-mark services, --excluded-cidrs and everything else in the
+kernel are never touched. A converged node gives an empty plan.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kipvs.config import ProxyOptions
+from kipvs.desired import Desired
+from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
+from kipvs.model import FORWARD_FLAG, LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
+from kipvs.routes import check_routes
+from kipvs.runner import Batch
+
+
+@dataclass
+class Plan:
+    batches: list[Batch] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    @property
+    def empty(self) -> bool:
+        return not any(b.lines for b in self.batches)
+
+    def command_lines(self) -> list[str]:
+        return [line for b in self.batches for line in b.command_lines()]
+
+    def summary(self) -> str:
+        if self.empty:
+            return "nothing to change"
+        return ", ".join(f"{n} {what}" for what, n in sorted(self.counts.items()) if n)
+
+
+def owned_addresses(net: NetFacts, desired: Desired, interface: str) -> set[str]:
+    return {a.ip for a in net.addresses_on(interface) if not a.is_link_local} | set(desired.addresses)
+
+
+def is_owned(vs: VirtualServer, dummy_ips: set[str], node_addresses: set[str], options: ProxyOptions) -> bool:
+    if vs.protocol == "fwmark" or options.excluded(vs.ip):
+        return False
+    if vs.ip in dummy_ips:
+        return True
+    low, high = options.node_port_range
+    return vs.ip in node_addresses and low <= vs.port <= high
+
+
+def _real_server_line(op: str, vs: VirtualServer, rs: RealServer) -> str:
+    if op == "-d":
+        return f"-d {vs.service_args()} -r {host_port(rs.ip, rs.port)}"
+    return f"{op} {vs.service_args()} -r {host_port(rs.ip, rs.port)} {FORWARD_FLAG[rs.forward]} -w {rs.weight}"
+
+
+def plan_ipvs(desired: Desired, kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
+    dummy_ips = owned_addresses(kernel.net, desired, options.interface)
+    node_addresses = {a.ip for a in kernel.net.addresses if a.interface != options.interface} | \
+        set(desired.node_ips.values())
+    wanted = {vs.key: vs for vs in desired.virtual_servers}
+    lines: list[str] = []
+    for vs in kernel.rules:
+        if vs.key not in wanted and is_owned(vs, dummy_ips, node_addresses, options) \
+                and vs.ip not in desired.protected_addresses:
+            lines.append(f"-D {vs.service_args()}")
+            plan.counts["virtual servers removed"] += 1
+    current = {vs.key: vs for vs in kernel.rules}
+    for vs in desired.virtual_servers:
+        have = current.get(vs.key)
+        if have is None:
+            lines.append(f"-A {vs.service_args()} {vs.options_args()}")
+            lines += [_real_server_line("-a", vs, rs) for rs in vs.real_servers]
+            plan.counts["virtual servers added"] += 1
+            plan.counts["real servers added"] += len(vs.real_servers)
+            continue
+        if not vs.same_options(have):
+            # -E keeps the service and its connections; delete+add would drop them.
+            lines.append(f"-E {vs.service_args()} {vs.options_args()}")
+            plan.counts["virtual servers edited"] += 1
+        theirs = {rs.key: rs for rs in have.real_servers}
+        ours = {rs.key: rs for rs in vs.real_servers}
+        for key, rs in theirs.items():
+            if key not in ours:
+                lines.append(_real_server_line("-d", vs, rs))
+                plan.counts["real servers removed"] += 1
+        for key, rs in ours.items():
+            if key not in theirs:
+                lines.append(_real_server_line("-a", vs, rs))
+                plan.counts["real servers added"] += 1
+            elif (theirs[key].weight, theirs[key].forward) != (rs.weight, rs.forward):
+                lines.append(_real_server_line("-e", vs, rs))
+                plan.counts["real servers edited"] += 1
+    return lines
+
+
+def _prefix(ip: str) -> int:
+    return 32 if family_of(ip) == 4 else 128
+
+
+def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, remove_link: bool = False) -> list[str]:
+    lines: list[str] = []
+    present = {a.ip: a for a in net.addresses_on(interface) if not a.is_link_local}
+    if desired.addresses and interface not in net.interfaces:
+        lines += [f"link add {interface} type dummy", f"link set {interface} up"]
+        plan.counts["interfaces created"] += 1
+    elif desired.addresses and interface not in net.up_interfaces:
+        lines.append(f"link set {interface} up")
+    added = [ip for ip in desired.addresses if ip not in present]
+    for ip in added:
+        lines.append(f"addr add {ip}/{_prefix(ip)} dev {interface}" + (" nodad" if family_of(ip) == 6 else ""))
+    plan.counts["addresses added"] += len(added)
+    # The kernel gives each new address a local route with the VIP as source; repair it in the same batch.
+    routes = list(net.local_routes) + [LocalRoute("local", ip, interface, ip if family_of(ip) == 4 else None,
+                                                  "kernel", "host" if family_of(ip) == 4 else None, 0) for ip in added]
+    checks = check_routes(list(desired.addresses), interface, desired.node_ips,
+                          NetFacts(net.addresses, net.interfaces, net.up_interfaces, tuple(routes)))
+    for check in checks:
+        lines += check.lines
+    plan.counts["routes fixed"] += sum(1 for c in checks if c.lines)
+    stale = [a for ip, a in present.items() if ip not in desired.addresses and ip not in desired.protected_addresses]
+    for address in stale:
+        lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
+    plan.counts["addresses removed"] += len(stale)
+    if remove_link and interface in net.interfaces and len(stale) == len(present):
+        lines.append(f"link del {interface}")
+        plan.counts["interfaces removed"] += 1
+    return lines
+
+
+def plan_sysctls(kernel: KernelFacts, plan: Plan) -> list[str]:
+    lines = [f"{name}={value}" for name, value in IPVS_SYSCTLS.items() if kernel.sysctls.get(name) != value]
+    plan.counts["sysctls set"] += len(lines)
+    return lines
+
+
+def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
+    plan = Plan()
+    ip_lines = plan_addresses(desired, kernel.net, options.interface, plan)
+    ipvs_lines = plan_ipvs(desired, kernel, options, plan)
+    plan.batches = [Batch("ip", tuple(ip_lines)), Batch("ipvsadm", tuple(ipvs_lines)),
+                    Batch("sysctl", tuple(plan_sysctls(kernel, plan)))]
+    return plan
+
+
+def plan_cleanup(kernel: KernelFacts, options: ProxyOptions) -> Plan:
+    """Remove what kipvs owns: its virtual servers first, then its addresses and the empty dummy interface."""
+    plan = Plan()
+    nothing = Desired()
+    ipvs_lines = plan_ipvs(nothing, kernel, options, plan)
+    ip_lines = plan_addresses(nothing, kernel.net, options.interface, plan, remove_link=True)
+    plan.batches = [Batch("ipvsadm", tuple(ipvs_lines)), Batch("ip", tuple(ip_lines))]
+    return plan

@@ -1,0 +1,29 @@
+"""Where cluster state comes from: the API server or a `kubectl get -o yaml|json` dump."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Services, EndpointSlices and Nodes as the API serves them (JSON dicts, camelCase).
+
+    Every source produces this same shape, so nothing downstream knows where it came from."""
+
+    services: tuple[dict, ...] = ()
+    endpoint_slices: tuple[dict, ...] = ()
+    nodes: tuple[dict, ...] = ()
+    origin: str = ""
+
+
+KIND_FIELD = {"Service": "services", "EndpointSlice": "endpoint_slices", "Node": "nodes"}
+
+
+def snapshot_from_objects(objects: list[dict], origin: str) -> Snapshot:
+    """Sort API objects by kind; other kinds (Endpoints, Pods, …) are ignored."""
+    buckets: dict[str, list[dict]] = {name: [] for name in KIND_FIELD.values()}
+    for obj in objects:
+        field = KIND_FIELD.get(obj.get("kind", "")) if isinstance(obj, dict) else None
+        if field:
+            buckets[field].append(obj)
+    return Snapshot(tuple(buckets["services"]), tuple(buckets["endpoint_slices"]), tuple(buckets["nodes"]), origin)
