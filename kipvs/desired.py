@@ -23,10 +23,15 @@ LOCAL_ANNOTATION = "kube-router.io/service.local"
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # kube-router's generic flag names, as ipvsadm names them for the schedulers that use them.
+# flag-3 means nothing to sh or mh (ipvsadm -S never shows it): accepted, not sent.
 SCHED_FLAG_NAMES = {
-    "sh": {"flag-1": "sh-fallback", "flag-2": "sh-port", "flag-3": "flag-3"},
-    "mh": {"flag-1": "mh-fallback", "flag-2": "mh-port", "flag-3": "flag-3"},
+    "sh": {"flag-1": "sh-fallback", "flag-2": "sh-port", "flag-3": None},
+    "mh": {"flag-1": "mh-fallback", "flag-2": "mh-port", "flag-3": None},
 }
+
+
+# A message about a cluster object stays on one line whatever the object contains.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.object}: {self.field}: {self.message}"
+        return f"{self.object}: {self.field}: {self.message}".translate(_CONTROL_ESCAPES)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,11 @@ class Endpoint:
 def _meta(obj: dict) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return meta.get("namespace") or "default", meta.get("name") or "?"
+
+
+def _show(value) -> str:
+    """A value from the cluster, quoted and cut short, safe in a one-line message."""
+    return str(value) if isinstance(value, int) else repr(str(value)[:64])
 
 
 def _valid_ip(value) -> str | None:
@@ -139,7 +149,7 @@ class _Builder:
                 scheduler = value.strip()
                 break
             self.problem(ref, f"metadata.annotations[{key}]",
-                         f"unknown scheduler {str(value)[:64]!r}: using {self.options.scheduler}")
+                         f"unknown scheduler {_show(value)}: using {self.options.scheduler}")
         raw = annotations.get(SCHEDFLAGS_ANNOTATION)
         if raw is None:
             return scheduler, ()
@@ -148,9 +158,9 @@ class _Builder:
         if names is None or not parts or any(p not in names for p in parts):
             why = f"flags apply to sh and mh only, not {scheduler}" if names is None else "expected flag-1,flag-2,flag-3"
             self.problem(ref, f"metadata.annotations[{SCHEDFLAGS_ANNOTATION}]",
-                         f"ignored {str(raw)[:64]!r}: {why}")
+                         f"ignored {_show(raw)}: {why}")
             return scheduler, ()
-        return scheduler, tuple(dict.fromkeys(names[p] for p in parts))
+        return scheduler, tuple(dict.fromkeys(names[p] for p in parts if names[p]))
 
     # --- endpoints ---
 
@@ -207,7 +217,7 @@ class _Builder:
         for raw, kind, path in wanted:
             ip = _valid_ip(raw)
             if ip is None:
-                self.problem(ref, path, f"{str(raw)[:64]!r} is not an IP address; skipped")
+                self.problem(ref, path, f"{_show(raw)} is not an IP address; skipped")
                 continue
             ranges = self.options.external_ip_ranges if kind == "ExternalIP" else self.options.loadbalancer_ip_ranges
             if self.options.strict_external_ip_validation and not any(ipaddress.ip_address(ip) in n for n in ranges):
@@ -238,7 +248,7 @@ class _Builder:
         for i, raw in enumerate(raw_ips):
             ip = _valid_ip(raw)
             if ip is None:
-                self.problem(ref, f"spec.clusterIPs[{i}]", f"{str(raw)[:64]!r} is not an IP address; skipped")
+                self.problem(ref, f"spec.clusterIPs[{i}]", f"{_show(raw)} is not an IP address; skipped")
             else:
                 cluster_ips.append(ip)
         families = sorted({family_of(ip) for ip in cluster_ips})
@@ -252,7 +262,7 @@ class _Builder:
                 persistent = timeout
             else:
                 self.problem(ref, "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                             f"{str(timeout)[:32]!r} is not 1-86400; using {DEFAULT_AFFINITY_TIMEOUT}")
+                             f"{_show(timeout)} is not 1-86400; using {DEFAULT_AFFINITY_TIMEOUT}")
                 persistent = DEFAULT_AFFINITY_TIMEOUT
         local_external = spec.get("externalTrafficPolicy") == "Local" or \
             str(annotations.get(LOCAL_ANNOTATION, "")).lower() == "true"
@@ -263,11 +273,11 @@ class _Builder:
             path = f"spec.ports[{i}]"
             protocol = PROTOCOLS.get(port.get("protocol") or "TCP")
             if protocol is None:
-                self.problem(ref, f"{path}.protocol", f"unknown protocol {str(port.get('protocol'))[:32]!r}; port skipped")
+                self.problem(ref, f"{path}.protocol", f"unknown protocol {_show(port.get('protocol'))}; port skipped")
                 continue
             number = port.get("port")
             if not isinstance(number, int) or not 0 < number < 65536:
-                self.problem(ref, f"{path}.port", f"{str(number)[:32]!r} is not a port (1-65535); port skipped")
+                self.problem(ref, f"{path}.port", f"{_show(number)} is not a port (1-65535); port skipped")
                 continue
             port_name = port.get("name") or ""
             endpoints = self.endpoints(namespace, name, port_name, port.get("protocol") or "TCP")
@@ -285,7 +295,7 @@ class _Builder:
                 low, high = self.options.node_port_range
                 if not isinstance(node_port, int) or not low <= node_port <= high:
                     self.problem(ref, f"{path}.nodePort",
-                                 f"{str(node_port)[:32]!r} is outside --service-node-port-range {low}-{high}; skipped")
+                                 f"{_show(node_port)} is outside --service-node-port-range {low}-{high}; skipped")
                     continue
                 for ip in self.node_port_addresses(families):
                     self.add_server(ref, server(ip, node_port, local_external),

@@ -1,0 +1,128 @@
+import ipaddress
+
+from kipvs.config import ProxyOptions
+from kipvs.desired import Desired, build_desired
+from kipvs.facts.kernel import read_kernel
+from kipvs.model import RealServer, VirtualServer
+from kipvs.plan import plan_cleanup, plan_sync
+from tests.unit.fakes import RecordingRunner
+from tests.unit.k8s import ep, eps, snapshot, svc
+from tests.unit.kernel_states import node_state
+
+NODE_IPS = {4: "192.168.123.249", 6: "fd00:123::249"}
+OPTS = ProxyOptions()
+WEB_RULES = """-A -t 10.96.0.10:80 -s rr
+-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1
+-a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1
+"""
+FIXED = {"10.96.0.10": "192.168.123.249"}
+
+
+def kernel(**kwargs):
+    return read_kernel(RecordingRunner(node_state(**kwargs)))
+
+
+def web(endpoints=("10.1.0.5", "10.1.0.6"), **spec):
+    return build_desired(snapshot(svc("web", **spec), eps("web", [ep(ip) for ip in endpoints])), "node3", NODE_IPS,
+                         OPTS)
+
+
+def test_empty_node_gets_interface_address_route_service_and_sysctls_in_order():
+    plan = plan_sync(web(), kernel(sysctl="0\n0\n0\n"), OPTS)
+    assert plan.command_lines() == [
+        "ip link add kube-dummy-if type dummy",
+        "ip link set kube-dummy-if up",
+        "ip addr add 10.96.0.10/32 dev kube-dummy-if",
+        "ip route replace local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
+        "ipvsadm -A -t 10.96.0.10:80 -s rr",
+        "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1",
+        "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1",
+        "sysctl -w net.ipv4.vs.conntrack=1",
+        "sysctl -w net.ipv4.vs.expire_nodest_conn=1",
+        "sysctl -w net.ipv4.vs.expire_quiescent_template=1",
+    ]
+
+
+def test_converged_node_gives_an_empty_plan():
+    plan = plan_sync(web(), kernel(rules=WEB_RULES, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.empty and plan.command_lines() == [] and plan.summary() == "nothing to change"
+
+
+def test_new_ipv6_address_also_drops_the_kernel_route():
+    d = build_desired(snapshot(svc("v6", cluster_ips=("fd00:96::10",))), "node3", NODE_IPS, OPTS)
+    lines = plan_sync(d, kernel(), OPTS).command_lines()
+    assert "ip addr add fd00:96::10/128 dev kube-dummy-if nodad" in lines
+    assert "ip route del local fd00:96::10 dev kube-dummy-if table local proto kernel metric 0" in lines
+
+
+def test_changed_endpoint_gives_only_that_real_server_change():
+    plan = plan_sync(web(endpoints=("10.1.0.5", "10.1.0.7")),
+                     kernel(rules=WEB_RULES, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.command_lines() == ["ipvsadm -d -t 10.96.0.10:80 -r 10.1.0.6:8080",
+                                    "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.7:8080 -m -w 1"]
+
+
+def test_scheduler_change_is_an_edit_not_a_delete():
+    plan = plan_sync(web(annotations={"kube-router.io/service.scheduler": "lc"}),
+                     kernel(rules=WEB_RULES, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.command_lines() == ["ipvsadm -E -t 10.96.0.10:80 -s lc"]
+
+
+def test_weight_change_is_an_edit():
+    rules = WEB_RULES.replace("10.1.0.6:8080 -m -w 1", "10.1.0.6:8080 -m -w 5")
+    plan = plan_sync(web(), kernel(rules=rules, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.command_lines() == ["ipvsadm -e -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
+
+
+FOREIGN = """-A -t 10.10.10.10:80 -s wlc
+-a -t 10.10.10.10:80 -r 10.10.10.11:80 -g -w 1
+-A -t 192.168.123.249:22 -s rr
+-A -f 42 -s rr
+-A -t 192.168.123.249:30500 -s rr
+-A -t 10.96.0.77:80 -s rr
+"""
+
+
+def test_stale_owned_state_goes_foreign_state_stays():
+    k = kernel(rules=WEB_RULES + FOREIGN, dummy_ips=("10.96.0.10", "10.96.0.77"),
+               routes_src={"10.96.0.10": "192.168.123.249", "10.96.0.77": "192.168.123.249"})
+    plan = plan_sync(web(), k, OPTS)
+    assert plan.command_lines() == ["ip addr del 10.96.0.77/32 dev kube-dummy-if",
+                                    "ipvsadm -D -t 192.168.123.249:30500",
+                                    "ipvsadm -D -t 10.96.0.77:80"]
+
+
+def test_excluded_cidrs_protect_even_owned_looking_state():
+    k = kernel(rules=WEB_RULES + "-A -t 192.168.123.249:30500 -s rr\n", dummy_ips=("10.96.0.10",), routes_src=FIXED)
+    options = ProxyOptions(excluded_cidrs=(ipaddress.ip_network("192.168.123.249/32"),))
+    assert plan_sync(web(), k, options).empty
+
+
+def test_protected_addresses_of_broken_services_are_not_torn_down():
+    k = kernel(rules=WEB_RULES, dummy_ips=("10.96.0.10",), routes_src=FIXED)
+    broken = build_desired(snapshot(svc("web", ports=[{"name": "http", "port": 0, "protocol": "TCP"}])),
+                           "node3", NODE_IPS, OPTS)
+    assert broken.problems and plan_sync(broken, k, OPTS).empty
+
+
+def test_cleanup_removes_only_what_kipvs_owns_then_the_interface():
+    k = kernel(rules=WEB_RULES + FOREIGN, dummy_ips=("10.96.0.10", "10.96.0.77"), routes_src=FIXED)
+    assert plan_cleanup(k, OPTS).command_lines() == [
+        "ipvsadm -D -t 10.96.0.10:80",
+        "ipvsadm -D -t 192.168.123.249:30500",
+        "ipvsadm -D -t 10.96.0.77:80",
+        "ip addr del 10.96.0.10/32 dev kube-dummy-if",
+        "ip addr del 10.96.0.77/32 dev kube-dummy-if",
+        "ip link del kube-dummy-if",
+    ]
+    assert plan_cleanup(kernel(rules=FOREIGN.replace("-A -t 192.168.123.249:30500 -s rr\n", "")
+                               .replace("-A -t 10.96.0.77:80 -s rr\n", "")), OPTS).empty
+
+
+def test_edit_keeps_persistence_and_flags_in_the_line():
+    d = Desired(virtual_servers=(VirtualServer("udp", "10.96.0.10", 53, "sh", ("sh-fallback", "sh-port"), 600,
+                                               (RealServer("10.1.0.5", 53),)),),
+                addresses=("10.96.0.10",), node_ips=NODE_IPS)
+    plan = plan_sync(d, kernel(rules="-A -u 10.96.0.10:53 -s rr\n-a -u 10.96.0.10:53 -r 10.1.0.5:53 -m -w 1\n",
+                               dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.command_lines() == ["ipvsadm -E -u 10.96.0.10:53 -s sh -b sh-fallback,sh-port -p 600"]

@@ -1,0 +1,77 @@
+import json
+
+from typer.testing import CliRunner
+
+from kipvs import cli
+from kipvs.commands.sync import NodeIdentity, sync_once
+from kipvs.config import ProxyOptions
+from kipvs.errors import NoIPVS
+from kipvs.sources.file import read_cluster_file
+from tests.unit.fakes import RecordingRunner
+from tests.unit.kernel_states import node_state
+
+EXAMPLE = read_cluster_file("examples/cluster.yaml")
+NODE3 = NodeIdentity("node3")
+
+
+class NoIPVSRunner(RecordingRunner):
+    def run(self, argv, stdin=None):
+        if argv[0] == "ipvsadm":
+            raise NoIPVS("the kernel has no IPVS")
+        return super().run(argv, stdin)
+
+
+def test_dry_run_without_ipvs_prints_full_plan_for_an_empty_node(caplog):
+    runner = NoIPVSRunner(node_state(), dry_run=True)
+    result = sync_once(runner, EXAMPLE, NODE3, ProxyOptions())
+    lines = runner.out.getvalue().splitlines()
+    assert lines[:2] == ["ip link add kube-dummy-if type dummy", "ip link set kube-dummy-if up"]
+    assert "ipvsadm -A -t 192.168.123.249:30080 -s rr" in lines  # node IP from the Node object
+    assert "ipvsadm -A -u 10.254.0.10:53 -s sh -b sh-fallback,sh-port" in lines
+    assert lines[-1] == "sysctl -w net.ipv4.vs.expire_quiescent_template=1"
+    assert all(line.split()[0] in ("ip", "ipvsadm", "sysctl") for line in lines)
+    assert "cannot read the kernel" in caplog.text and result.plan.counts["virtual servers added"] == 11
+
+
+def test_apply_then_verify_against_the_kernel_read_again():
+    first = node_state(sysctl="0\n0\n0\n")
+    runner = RecordingRunner(first, first)  # the kernel did not change: sync must notice
+    result = sync_once(runner, EXAMPLE, NODE3, ProxyOptions())
+    assert [b.tool for b in runner.batches] == ["ip", "ipvsadm", "sysctl"]
+    assert not result.converged and result.remaining == result.plan.command_lines()
+    assert "NOT CONVERGED" in result.summary()
+
+
+def test_one_malformed_service_never_stops_the_others():
+    runner = RecordingRunner(node_state(), dry_run=True)
+    result = sync_once(runner, EXAMPLE, NODE3, ProxyOptions())
+    out = runner.out.getvalue()
+    assert "ipvsadm -A -t 10.254.0.60:80 -s rr" in out  # default/broken's good port, default scheduler
+    assert ":70000" not in out and "-D " not in out
+    assert any("spec.ports[1].port: 70000" in str(p) for p in result.desired.problems)
+
+
+def test_cli_unreachable_api_changes_nothing(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "make_runner", lambda *a: calls.append(a))
+    config = tmp_path / "kubeconfig"
+    config.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
+    result = CliRunner().invoke(cli.app, ["sync", "--kubeconfig", str(config)])
+    assert result.exit_code == 2 and calls == []
+    assert "API server http://127.0.0.1:9 unreachable" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_bad_options_are_one_line_errors():
+    result = CliRunner().invoke(cli.app, ["sync", "-f", "examples/cluster.yaml", "--scheduler", "fast"])
+    assert result.exit_code == 2 and "--scheduler 'fast': not an IPVS scheduler" in result.stderr
+    result = CliRunner().invoke(cli.app, ["sync", "-f", "examples/cluster.yaml", "--excluded-cidrs", "10.0.0.0/33"])
+    assert result.exit_code == 2 and "--excluded-cidrs '10.0.0.0/33' is not a CIDR" in result.stderr
+
+
+def test_cli_missing_cluster_file():
+    result = CliRunner().invoke(cli.app, ["sync", "-f", "/nonexistent/cluster.yaml", "--dry-run"])
+    assert result.exit_code == 2 and "cannot read cluster file /nonexistent/cluster.yaml" in result.stderr
