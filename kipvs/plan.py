@@ -15,7 +15,7 @@ from kipvs.config import ProxyOptions
 from kipvs.desired import Desired
 from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
 from kipvs.model import FORWARD_FLAG, LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
-from kipvs.routes import check_routes
+from kipvs.routes import check_routes, delete_line
 from kipvs.runner import Batch
 
 
@@ -112,9 +112,10 @@ def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, 
     for ip in added:
         lines.append(f"addr add {ip}/{_prefix(ip)} dev {interface}" + (" nodad" if family_of(ip) == 6 else ""))
     plan.counts["addresses added"] += len(added)
-    # The kernel gives each new address a local route with the VIP as source; repair it in the same batch.
-    routes = list(net.local_routes) + [LocalRoute("local", ip, interface, ip if family_of(ip) == 4 else None,
-                                                  "kernel", "host" if family_of(ip) == 4 else None, 0) for ip in added]
+    # A new IPv4 address gets its local route (source = the VIP) at once: repair it in the same batch.
+    # IPv6 inserts its route later, from a work queue; sync_once waits for it and repairs it then.
+    routes = list(net.local_routes) + [LocalRoute("local", ip, interface, ip, "kernel", "host", 0)
+                                       for ip in added if family_of(ip) == 4]
     checks = check_routes(list(desired.addresses), interface, desired.node_ips,
                           NetFacts(net.addresses, net.interfaces, net.up_interfaces, tuple(routes)))
     for check in checks:
@@ -123,6 +124,9 @@ def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, 
     stale = [a for ip, a in present.items() if ip not in desired.addresses and ip not in desired.protected_addresses]
     for address in stale:
         lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
+        # The kernel removes only the local route it made; the one with the node IP as source stays behind.
+        lines += [delete_line(r) for r in net.local_routes
+                  if r.type == "local" and r.dst == address.ip and r.dev == interface and r.prefsrc != address.ip]
     plan.counts["addresses removed"] += len(stale)
     if remove_link and interface in net.interfaces and len(stale) == len(present):
         lines.append(f"link del {interface}")

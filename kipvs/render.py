@@ -1,6 +1,8 @@
 """Rich rendering of `kipvs show` for a person at a terminal."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
@@ -62,4 +64,6 @@ def show_view(report: dict) -> Group:
 
 
 def print_show(report: dict, console: Console | None = None) -> None:
-    (console or Console()).print(show_view(report))
+    # Piped output (less, grep, a ticket) should not be cut to 80 columns.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=200))
+    console.print(show_view(report))

@@ -1,5 +1,6 @@
 """Writes examples/cluster.yaml: a small cluster as `kubectl get services,endpointslices,nodes -A -o yaml`
 prints it, matching the lab topology (three nodes, one web pod per node). Run it after changing it."""
+import copy
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,7 @@ def slice_(service_name, address_type, ports, endpoints, suffix="abcde", namespa
             "metadata": {"name": f"{service_name}-{suffix}", "namespace": namespace,
                          "labels": {"kubernetes.io/service-name": service_name,
                                     "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-            "ports": ports, "endpoints": endpoints}
+            "ports": copy.deepcopy(ports), "endpoints": copy.deepcopy(endpoints)}  # no YAML anchors, as kubectl
 
 
 def endpoint(ip, node_name, pod, ready=True):

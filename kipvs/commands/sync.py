@@ -78,10 +78,37 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     runner.apply(plan.batches)
     result = SyncResult(desired, plan, kernel)
     if not runner.dry_run and not plan.empty:
-        # ipvsadm -R exits 0 even when a line fails: trust only what the kernel says now.
-        after = read_kernel(runner, with_defaults=False)
-        result.remaining = plan_sync(desired, after, options).command_lines()
+        result.remaining = settle(runner, desired, kernel, options)
         for line in result.remaining[:20]:
             log.error("still differs after sync: %s", line)
     result.seconds = time.monotonic() - started
     return result
+
+
+def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions) -> list[str]:
+    """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
+    what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
+    VIP as source, and that route must be repaired once it is there. Returns what still differs."""
+    new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
+        {a.ip for a in before.net.addresses_on(options.interface)}
+    after = read_kernel(runner, with_defaults=False)
+    waited = 0.0
+    while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
+        time.sleep(0.1)
+        waited += 0.1
+        after = read_kernel(runner, with_defaults=False)
+    for _ in range(SETTLE_ROUNDS):
+        again = plan_sync(desired, after, options)
+        if again.empty:
+            return []
+        runner.apply(again.batches)
+        after = read_kernel(runner, with_defaults=False)
+    return plan_sync(desired, after, options).command_lines()
+
+
+KERNEL_ROUTE_WAIT = 3.0
+SETTLE_ROUNDS = 1
+
+
+def _kernel_made_routes(kernel: KernelFacts, addresses: set[str]) -> set[str]:
+    return {r.dst for r in kernel.net.local_routes if r.dst in addresses and r.metric == 0}

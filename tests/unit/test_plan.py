@@ -48,11 +48,14 @@ def test_converged_node_gives_an_empty_plan():
     assert plan.empty and plan.command_lines() == [] and plan.summary() == "nothing to change"
 
 
-def test_new_ipv6_address_also_drops_the_kernel_route():
+def test_new_ipv6_address_gets_its_route_now_and_the_kernel_route_is_left_for_settle():
     d = build_desired(snapshot(svc("v6", cluster_ips=("fd00:96::10",))), "node3", NODE_IPS, OPTS)
     lines = plan_sync(d, kernel(), OPTS).command_lines()
     assert "ip addr add fd00:96::10/128 dev kube-dummy-if nodad" in lines
-    assert "ip route del local fd00:96::10 dev kube-dummy-if table local proto kernel metric 0" in lines
+    assert "ip route replace local fd00:96::10 dev kube-dummy-if proto kernel scope host src fd00:123::249 " \
+           "table local" in lines
+    # IPv6 inserts its own route later; a `del ... metric 0` now would delete ours (metric 0 matches any).
+    assert not any(line.startswith("ip route del") for line in lines)
 
 
 def test_changed_endpoint_gives_only_that_real_server_change():
@@ -88,6 +91,7 @@ def test_stale_owned_state_goes_foreign_state_stays():
                routes_src={"10.96.0.10": "192.168.123.249", "10.96.0.77": "192.168.123.249"})
     plan = plan_sync(web(), k, OPTS)
     assert plan.command_lines() == ["ip addr del 10.96.0.77/32 dev kube-dummy-if",
+                                    "ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel metric 0",
                                     "ipvsadm -D -t 192.168.123.249:30500",
                                     "ipvsadm -D -t 10.96.0.77:80"]
 
@@ -112,6 +116,7 @@ def test_cleanup_removes_only_what_kipvs_owns_then_the_interface():
         "ipvsadm -D -t 192.168.123.249:30500",
         "ipvsadm -D -t 10.96.0.77:80",
         "ip addr del 10.96.0.10/32 dev kube-dummy-if",
+        "ip route del local 10.96.0.10 dev kube-dummy-if table local proto kernel metric 0",
         "ip addr del 10.96.0.77/32 dev kube-dummy-if",
         "ip link del kube-dummy-if",
     ]
