@@ -91,11 +91,7 @@ def fix_routes_command(
 ) -> None:
     """Make the local route of every address on the dummy interface use the node IP as source.
 
-    Repairs kube-router issue #376 (connections from a node to a service hang when
-    the backend is on another node) and, for IPv6, #1698. Needs no API server; works
-    on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0).
-    Only wrong routes are changed, in one `ip -batch`. Exit 0 when every route is
-    correct afterwards, 1 when some is not, 2 on error.
+    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only wrong routes are changed, in one `ip -batch`, and the result is read back. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
     """
     from kipvs.commands.fix_routes import fix_routes
 

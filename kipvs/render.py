@@ -1,6 +1,7 @@
 """Rich rendering of `kipvs show` for a person at a terminal."""
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console, Group
@@ -64,6 +65,7 @@ def show_view(report: dict) -> Group:
 
 
 def print_show(report: dict, console: Console | None = None) -> None:
-    # Piped output (less, grep, a ticket) should not be cut to 80 columns.
-    console = console or (Console() if sys.stdout.isatty() else Console(width=200))
+    # Piped output (less, grep, a ticket) should not be cut to 80 columns; COLUMNS still wins.
+    if console is None:
+        console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "200")))
     console.print(show_view(report))

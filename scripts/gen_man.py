@@ -1,0 +1,142 @@
+"""Generate man/kipvs.8 and man/kipvs-COMMAND.8 from the CLI definition, so they never drift from --help.
+
+    python scripts/gen_man.py          # write man/
+    python scripts/gen_man.py --check  # exit 1 if man/ differs from what the CLI says now
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer.main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kipvs import __version__  # noqa: E402
+from kipvs.cli import app  # noqa: E402
+
+MAN = Path(__file__).resolve().parent.parent / "man"
+DATE = "2026-11"
+
+EXIT_STATUS = {
+    "fix-routes": [("0", "every local route of the interface's addresses is correct afterwards"),
+                   ("1", "some route is still wrong"), ("2", "error: missing interface, node IP not on this "
+                                                          "host, no permission, ip missing")],
+    "sync": [("0", "the kernel matches the cluster afterwards"), ("1", "differences remain after applying"),
+             ("2", "error: the cluster or the kernel could not be read; nothing was changed")],
+    "show": [("0", "shown (with --check: in sync)"), ("1", "with --check: drift"), ("2", "error")],
+    "cleanup": [("0", "nothing kipvs owns is left"), ("1", "something could not be removed"), ("2", "error")],
+    "watch": [("3", "not available in this version")],
+}
+EXAMPLES = {
+    "fix-routes": ["kipvs fix-routes", "kipvs fix-routes --interface kube-ipvs0 --dry-run",
+                   "kipvs fix-routes --node-ip 192.168.123.249 --node-ip fd00:123::249 --output json",
+                   "# /etc/cron.d/kipvs: */5 * * * * root kipvs -q fix-routes"],
+    "sync": ["kipvs sync --node-name $(hostname)", "kipvs sync --cluster-file cluster.yaml --dry-run",
+             "kubectl get services,endpointslices,nodes -A -o yaml | kipvs sync -f - --node-name node3",
+             "# /etc/cron.d/kipvs: * * * * * root kipvs -q sync"],
+    "show": ["kipvs show", "kipvs show --check || kipvs sync", "kipvs show --output json | jq .drift"],
+    "cleanup": ["kipvs cleanup --dry-run", "kipvs cleanup"],
+    "watch": [],
+}
+
+
+def esc(text: str) -> str:
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join(("\\&" + line if line.startswith((".", "'")) else line) for line in text.split("\n"))
+
+
+def option_block(param) -> list[str]:
+    """One .TP entry per option (typer vendors click, so options are recognised by shape, not class)."""
+    if getattr(param, "param_type_name", "") != "option" or param.hidden:
+        return []
+    names = ", ".join(f"\\fB{esc(o)}\\fR" for o in param.opts + param.secondary_opts)
+    if not param.is_flag and not param.count:
+        shown = str(getattr(param, "display_type", "")).strip("<>")
+        metavar = shown if "|" in shown else param.name.upper()
+        names += f" \\fI{esc(metavar)}\\fR"
+    lines = [".TP", names, esc(param.help or "")]
+    extra = []
+    if param.envvar:
+        extra.append(f"Environment: {param.envvar}.")
+    if param.multiple:
+        extra.append("May be repeated.")
+    if param.default not in (None, False, 0, (), []) and not param.is_flag and not callable(param.default):
+        default = param.default.value if hasattr(param.default, "value") else param.default
+        extra.append(f"Default: {default}.")
+    if extra:
+        lines.append(esc(" ".join(extra)))
+    return lines
+
+
+def page(name: str, command, summary: str, global_options: list) -> str:
+    title = "kipvs" if name == "kipvs" else f"kipvs-{name}"
+    help_text = (command.help or "").strip()
+    first, _, rest = help_text.partition("\n")
+    out = [f'.TH {title.upper()} 8 "{DATE}" "kipvs {__version__}" "System Administration"', ".SH NAME",
+           f"{esc(title)} \\- {esc(summary or first)}", ".SH SYNOPSIS"]
+    if name == "kipvs":
+        out.append("\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR]")
+    else:
+        out.append(f"\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fB{esc(name)}\\fR [\\fIOPTIONS\\fR]")
+    out += [".SH DESCRIPTION", esc(first)]
+    for paragraph in filter(None, (p.strip() for p in rest.split("\n\n"))):
+        out += [".PP", esc(" ".join(paragraph.split()))]
+    if name == "kipvs":
+        out += [".SH COMMANDS"]
+        for sub_name, sub in command.commands.items():
+            out += [".TP", f"\\fB{esc(sub_name)}\\fR", esc((sub.help or "").strip().split("\n")[0]),
+                    f"See \\fBkipvs\\-{esc(sub_name)}\\fR(8)."]
+    options = [line for p in command.params for line in option_block(p)]
+    if options:
+        out += [".SH OPTIONS"] + options
+    if name != "kipvs":
+        out += [".SS Global options (before the command)"] + [line for p in global_options for line in option_block(p)]
+    if name in EXIT_STATUS:
+        out += [".SH EXIT STATUS"]
+        for code, meaning in EXIT_STATUS[name]:
+            out += [".TP", f"\\fB{code}\\fR", esc(meaning)]
+    out += [".SH ENVIRONMENT", "Every option can be set by the environment variable named with it. "
+            "\\fBNO_COLOR\\fR turns colours off.", ".SH FILES",
+            esc("~/.kube/config, or the file KUBECONFIG names: the kubeconfig used outside a pod without "
+                "--kubeconfig. kipvs runs only ip, ipvsadm and sysctl; it keeps no state of its own.")]
+    if EXAMPLES.get(name):
+        out += [".SH EXAMPLES"]
+        for example in EXAMPLES[name]:
+            out += [".PP", ".nf", esc(example), ".fi"]
+    see = ["ipvsadm(8)", "ip\\-route(8)", "ip\\-address(8)"]
+    if name != "kipvs":
+        see.insert(0, "kipvs(8)")
+    else:
+        see = [f"kipvs\\-{esc(n)}(8)" for n in command.commands] + see
+    out += [".SH SEE ALSO", ", ".join(f"\\fB{s.split('(')[0]}\\fR({s.split('(')[1]}" for s in see)]
+    return "\n".join(out) + "\n"
+
+
+def pages() -> dict[str, str]:
+    root = typer.main.get_command(app)
+    globals_ = [p for p in root.params if p.name not in ("install_completion", "show_completion")]
+    result = {"kipvs.8": page("kipvs", root, "node agent for Kubernetes services on IPVS", [])}
+    for name, command in root.commands.items():
+        result[f"kipvs-{name}.8"] = page(name, command, "", globals_)
+    return result
+
+
+def main() -> int:
+    wanted = pages()
+    if "--check" in sys.argv:
+        stale = [name for name, text in wanted.items()
+                 if not (MAN / name).exists() or (MAN / name).read_text() != text]
+        extra = [p.name for p in MAN.glob("*.8") if p.name not in wanted]
+        if stale or extra:
+            print(f"man pages out of date: {', '.join(stale + extra)}; run python scripts/gen_man.py", file=sys.stderr)
+            return 1
+        return 0
+    MAN.mkdir(exist_ok=True)
+    for name, text in wanted.items():
+        (MAN / name).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
