@@ -64,6 +64,15 @@ def run_guarded(action: Callable[[], ExitStatus]) -> None:
     raise typer.Exit(int(status))
 
 
+def writer_lock(dry_run: bool, lock_file: str, lock_timeout: float):
+    """Changing commands hold the node lock; a dry run changes nothing and needs none."""
+    from contextlib import nullcontext
+
+    from kipvs.lock import node_lock
+
+    return nullcontext() if dry_run else node_lock(lock_file, lock_timeout)
+
+
 def emit_json(data: dict) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
@@ -80,6 +89,11 @@ OUTPUT = typer.Option(Output.text, "--output", "-o", envvar="KIPVS_OUTPUT", help
 TIMEOUT = typer.Option(60.0, "--command-timeout", envvar="KIPVS_COMMAND_TIMEOUT",
                        help="Seconds before an ip/ipvsadm call is abandoned.")
 
+LOCK_FILE = typer.Option("/run/kipvs.lock", "--lock-file", envvar="KIPVS_LOCK_FILE",
+                         help="Lock shared by every kipvs that changes this node (watch, sync, fix-routes, cleanup).")
+LOCK_TIMEOUT = typer.Option(30.0, "--lock-timeout", envvar="KIPVS_LOCK_TIMEOUT",
+                            help="Seconds to wait for another kipvs to finish before giving up.")
+
 
 @app.command("fix-routes")
 def fix_routes_command(
@@ -88,6 +102,8 @@ def fix_routes_command(
     dry_run: bool = DRY_RUN,
     output: Output = OUTPUT,
     command_timeout: float = TIMEOUT,
+    lock_file: str = LOCK_FILE,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Make the local route of every address on the dummy interface use the node IP as source.
 
@@ -96,7 +112,8 @@ def fix_routes_command(
     from kipvs.commands.fix_routes import fix_routes
 
     def action() -> ExitStatus:
-        report = fix_routes(make_runner(dry_run, command_timeout), interface, node_ip or [])
+        with writer_lock(dry_run, lock_file, lock_timeout):
+            report = fix_routes(make_runner(dry_run, command_timeout), interface, node_ip or [])
         if output is Output.json:
             emit_json(report.to_json())
         else:
@@ -178,6 +195,8 @@ def sync_command(
     dry_run: bool = DRY_RUN,
     output: Output = OUTPUT,
     command_timeout: float = TIMEOUT,
+    lock_file: str = LOCK_FILE,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Reconcile once: make IPVS, the dummy interface's addresses and their local routes match the cluster.
 
@@ -190,7 +209,9 @@ def sync_command(
                                 service_external_ip_range, loadbalancer_ip_range, strict_external_ip_validation,
                                 excluded_cidrs)
         snapshot = load_snapshot(cluster_file, kubeconfig)
-        result = sync_once(make_runner(dry_run, command_timeout), snapshot, node_identity(node_name, node_ip), options)
+        with writer_lock(dry_run, lock_file, lock_timeout):
+            result = sync_once(make_runner(dry_run, command_timeout), snapshot, node_identity(node_name, node_ip),
+                               options)
         if output is Output.json:
             emit_json({"counts": dict(result.plan.counts), "commands": result.plan.command_lines(),
                        "remaining": result.remaining, "problems": [str(p) for p in result.desired.problems],
@@ -250,25 +271,113 @@ def cleanup_command(
     excluded_cidrs: Optional[list[str]] = EXCLUDED,
     dry_run: bool = DRY_RUN,
     command_timeout: float = TIMEOUT,
+    lock_file: str = LOCK_FILE,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> None:
     """Remove what kipvs owns: virtual servers on its interface's addresses and NodePort-range ones on node addresses, those addresses and their routes, and the interface itself. Nothing else."""
     from kipvs.commands.cleanup import cleanup
 
     def action() -> ExitStatus:
         options = proxy_options(interface, "rr", service_node_port_range, False, [], [], True, excluded_cidrs)
-        plan, remaining = cleanup(make_runner(dry_run, command_timeout), options)
+        with writer_lock(dry_run, lock_file, lock_timeout):
+            plan, remaining = cleanup(make_runner(dry_run, command_timeout), options)
         print(f"cleanup: {plan.summary()}" + (f"; {len(remaining)} left over" if remaining else ""), file=sys.stderr)
         return ExitStatus.OK if not remaining else ExitStatus.DRIFT
 
     run_guarded(action)
 
 
+def parse_duration(value: str, option: str) -> float:
+    """Seconds from `300`, `300s`, `5m`, `1h` or `250ms` (kube-router writes durations like 5m0s too)."""
+    from kipvs.errors import ConfigError
+
+    text, total = value.strip(), 0.0
+    units = {"ms": 0.001, "h": 3600, "m": 60, "s": 1}
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return float(text)
+        while text:
+            number = ""
+            while text and (text[0].isdigit() or text[0] == "."):
+                number, text = number + text[0], text[1:]
+            unit = next(u for u in units if text.startswith(u))
+            total, text = total + float(number) * units[unit], text[len(unit):]
+    except (StopIteration, ValueError):
+        raise ConfigError(f"{option} {value!r}: expected a duration like 300s, 5m or 1h") from None
+    return total
+
+
 @app.command("watch")
-def watch_command() -> None:
-    """Not available yet: the long-running service (run `kipvs sync` from a timer meanwhile)."""
-    print("kipvs: watch is not available yet in this version; run `kipvs sync` periodically meanwhile",
-          file=sys.stderr)
-    raise typer.Exit(int(ExitStatus.NOT_IMPLEMENTED))
+def watch_command(
+    kubeconfig: Optional[str] = KUBECONFIG,
+    node_name: Optional[str] = NODE_NAME,
+    node_ip: Optional[list[str]] = SYNC_NODE_IP,
+    interface: str = INTERFACE,
+    scheduler: str = SCHEDULER,
+    service_node_port_range: str = NODE_PORT_RANGE,
+    nodeport_bindon_all_ip: bool = BINDON_ALL,
+    service_external_ip_range: Optional[list[str]] = EXTERNAL_RANGE,
+    loadbalancer_ip_range: Optional[list[str]] = LB_RANGE,
+    strict_external_ip_validation: bool = STRICT,
+    excluded_cidrs: Optional[list[str]] = EXCLUDED,
+    min_sync_period: str = typer.Option("200ms", "--min-sync-period", envvar="KIPVS_MIN_SYNC_PERIOD",
+                                        help="Least time between two syncs: a burst of changes becomes one sync."),
+    sync_period: str = typer.Option("5m", "--sync-period", "--ipvs-sync-period", envvar="KIPVS_SYNC_PERIOD",
+                                    help="Full resync at least this often, also repairing drift made by hand."),
+    metrics_addr: Optional[str] = typer.Option(None, "--metrics-addr", envvar="KIPVS_METRICS_ADDR",
+                                               help="Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9254."),
+    health_max_age: str = typer.Option("15m", "--health-max-age", envvar="KIPVS_HEALTH_MAX_AGE",
+                                       help="/healthz fails when the last converged sync is older than this."),
+    cleanup_on_exit: bool = typer.Option(False, "--cleanup-on-exit", envvar="KIPVS_CLEANUP_ON_EXIT",
+                                         help="On SIGTERM/SIGINT remove what kipvs owns (default: leave the rules "
+                                              "in place so traffic flows while kipvs restarts)."),
+    lock_file: str = LOCK_FILE,
+    lock_timeout: float = LOCK_TIMEOUT,
+    command_timeout: float = TIMEOUT,
+) -> None:
+    """Run as the node's service proxy: list+watch Services, EndpointSlices and Nodes and keep the kernel in sync.
+
+    Reacts to changes within --min-sync-period, resyncs every --sync-period, survives API restarts, dropped and silent watches and expired resource versions (re-list), and never tears down working rules because the API misbehaves: while it is unreachable the last programmed state stays. SIGTERM or SIGINT finish the sync in progress and exit 0, leaving the rules in place. Run it from systemd (scripts/kipvs.service) or as a DaemonSet (scripts/daemonset.yaml).
+    """
+    import signal
+
+    from kipvs.commands.cleanup import cleanup
+    from kipvs.commands.watch import Watcher, WatchSettings, api_resources
+    from kipvs.lock import node_lock
+    from kipvs.metrics import Metrics, serve
+    from kipvs.sources.api import load_client_config
+
+    def action() -> ExitStatus:
+        options = proxy_options(interface, scheduler, service_node_port_range, nodeport_bindon_all_ip,
+                                service_external_ip_range, loadbalancer_ip_range, strict_external_ip_validation,
+                                excluded_cidrs)
+        settings = WatchSettings(min_sync_period=parse_duration(min_sync_period, "--min-sync-period"),
+                                 sync_period=parse_duration(sync_period, "--sync-period"),
+                                 lock_file=lock_file, lock_timeout=lock_timeout)
+        api_client = load_client_config(kubeconfig)
+        metrics = Metrics()
+        if metrics_addr:
+            serve(metrics, metrics_addr, parse_duration(health_max_age, "--health-max-age"))
+        runner = Runner(timeout=command_timeout)
+        watcher = Watcher(api_resources(api_client), runner, node_identity(node_name, node_ip), options, settings,
+                          metrics, origin=api_client.configuration.host)
+
+        def stop(signum, _frame):
+            log.warning("%s: finishing the current sync, then exiting", signal.Signals(signum).name)
+            watcher.shutdown()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        watcher.run()
+        if cleanup_on_exit:
+            with node_lock(lock_file, lock_timeout):
+                plan, _ = cleanup(runner, options)
+            log.warning("cleanup on exit: %s", plan.summary())
+        else:
+            log.warning("exiting; IPVS rules, addresses and routes stay in place")
+        return ExitStatus.OK
+
+    run_guarded(action)
 
 
 def main() -> None:

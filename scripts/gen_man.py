@@ -26,7 +26,8 @@ EXIT_STATUS = {
              ("2", "error: the cluster or the kernel could not be read; nothing was changed")],
     "show": [("0", "shown (with --check: in sync)"), ("1", "with --check: drift"), ("2", "error")],
     "cleanup": [("0", "nothing kipvs owns is left"), ("1", "something could not be removed"), ("2", "error")],
-    "watch": [("3", "not available in this version")],
+    "watch": [("0", "stopped by SIGTERM or SIGINT (rules left in place unless --cleanup-on-exit)"),
+              ("2", "error at start: no usable kubeconfig, bad options")],
 }
 EXAMPLES = {
     "fix-routes": ["kipvs fix-routes", "kipvs fix-routes --interface kube-ipvs0 --dry-run",
@@ -37,7 +38,9 @@ EXAMPLES = {
              "# /etc/cron.d/kipvs: * * * * * root kipvs -q sync"],
     "show": ["kipvs show", "kipvs show --check || kipvs sync", "kipvs show --output json | jq .drift"],
     "cleanup": ["kipvs cleanup --dry-run", "kipvs cleanup"],
-    "watch": [],
+    "watch": ["kipvs watch --node-name $(hostname) --metrics-addr 0.0.0.0:9254",
+              "systemctl enable --now kipvs   # with scripts/kipvs.service installed",
+              "kubectl apply -f scripts/daemonset.yaml"],
 }
 
 

@@ -29,15 +29,25 @@ def load_client_config(kubeconfig: str | None):
         raise ClusterUnavailable(f"no usable Kubernetes client configuration: {exc}") from None
 
 
-def list_all(list_call, kind: str, api_version: str, request_timeout: float) -> tuple[list[dict], str]:
-    """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion)."""
+def list_all(list_call, kind: str, api_version: str, request_timeout: float,
+             gone: type[Exception] | None = None) -> tuple[list[dict], str]:
+    """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion).
+
+    A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists."""
+    from kubernetes.client.exceptions import ApiException
+
     items: list[dict] = []
     token = None
     while True:
         kwargs = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": request_timeout}
         if token:
             kwargs["_continue"] = token
-        response = list_call(**kwargs)
+        try:
+            response = list_call(**kwargs)
+        except ApiException as exc:
+            if gone is not None and exc.status == 410:
+                raise gone(f"{kind} list: continue token expired") from None
+            raise
         page = json.loads(response.data)
         for item in page.get("items") or []:
             item.setdefault("kind", kind)

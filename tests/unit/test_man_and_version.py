@@ -40,8 +40,3 @@ def test_every_option_of_every_command_is_in_its_man_page():
 def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"kipvs {__version__}\n"
-
-
-def test_watch_says_it_is_not_available_and_fails():
-    result = CliRunner().invoke(app, ["watch"])
-    assert result.exit_code == 3 and "not available yet" in result.stderr

@@ -1,0 +1,119 @@
+"""A node's kernel as ip and ipvsadm show it, for host-side watch tests at the runner seam.
+
+It answers the exact reads kipvs makes, in the tools' real output formats (`ipvsadm -S -n`
+lines, `ip -j` JSON), and applies the batch lines kipvs writes, so a watch test can check
+that the node converged without a real kernel. The real kernel is proven in tests/kernel.
+"""
+from __future__ import annotations
+
+import json
+import threading
+
+from kipvs.facts.ipvsadm import _service_key, _option, split_host_port
+from kipvs.facts.kernel import IPVS_SYSCTLS
+from kipvs.model import RealServer, VirtualServer
+from kipvs.runner import Batch, Result, Runner
+
+NODE_IP = "192.168.1.10"
+
+
+class SimKernel(Runner):
+    def __init__(self, interface: str = "kube-dummy-if"):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.interface = interface
+        self.services: dict[tuple, VirtualServer] = {}
+        self.real: dict[tuple, dict[tuple, RealServer]] = {}
+        self.dummy: dict[str, int] | None = None  # address -> prefix; None: no interface
+        self.routes: dict[str, str] = {}  # VIP -> prefsrc
+        self.sysctls = {name: "0" for name in IPVS_SYSCTLS}
+        self.batches: list[Batch] = []
+
+    # --- reads ---
+
+    def run(self, argv, stdin=None) -> str:
+        key = " ".join(argv)
+        with self.lock:
+            if key == "ipvsadm -S -n":
+                return self._rules()
+            if key == "ip -j addr show":
+                links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
+                    {"family": "inet", "local": NODE_IP, "prefixlen": 24, "scope": "global"}]}]
+                if self.dummy is not None:
+                    links.append({"ifname": self.interface, "flags": ["UP"], "addr_info": [
+                        {"family": "inet6" if ":" in ip else "inet", "local": ip, "prefixlen": p, "scope": "global"}
+                        for ip, p in self.dummy.items()]})
+                return json.dumps(links)
+            if key == "ip -j -4 route show table local":
+                return json.dumps([{"type": "local", "dst": vip, "dev": self.interface, "protocol": "kernel",
+                                    "scope": "host", "prefsrc": src} for vip, src in self.routes.items()])
+            if key in ("ip -j -6 route show table local", "ip -j -6 route show default"):
+                return "[]"
+            if key == "ip -j -4 route show default":
+                return json.dumps([{"dst": "default", "gateway": "192.168.1.1", "dev": "eth0"}])
+            if key.startswith("sysctl -n"):
+                return "".join(self.sysctls[name] + "\n" for name in argv[2:])
+        raise AssertionError(f"SimKernel: unexpected read {key}")
+
+    def _rules(self) -> str:
+        lines = []
+        for key, vs in self.services.items():
+            lines.append(f"-A {vs.service_args()} {vs.options_args()}")
+            for rs in self.real[key].values():
+                lines.append(f"-a {vs.service_args()} -r {rs.ip}:{rs.port} -m -w {rs.weight}")
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    # --- writes ---
+
+    def apply(self, batches):
+        results = []
+        with self.lock:
+            for batch in batches:
+                if not batch.lines:
+                    continue
+                self.batches.append(batch)
+                for line in batch.lines:
+                    getattr(self, f"_{batch.tool}")(line.split())
+                results.append(Result((batch.tool,), 0, "", ""))
+        return results
+
+    def _ipvsadm(self, tokens):
+        key = _service_key(tokens)
+        op = tokens[0]
+        if op in ("-A", "-E"):
+            flags = _option(tokens, "-b")
+            persistent = _option(tokens, "-p")
+            self.services[key] = VirtualServer(*key, scheduler=_option(tokens, "-s"),
+                                               flags=tuple(flags.split(",")) if flags else (),
+                                               persistent=int(persistent) if persistent else None)
+            self.real.setdefault(key, {})
+        elif op == "-D":
+            self.services.pop(key)
+            self.real.pop(key)
+        else:
+            ip, port = split_host_port(_option(tokens, "-r"))
+            if op == "-d":
+                del self.real[key][(ip, port)]
+            else:
+                self.real[key][(ip, port)] = RealServer(ip, port, int(_option(tokens, "-w")))
+
+    def _ip(self, tokens):
+        if tokens[:2] == ["link", "add"]:
+            self.dummy = {}
+        elif tokens[:2] == ["link", "del"]:
+            self.dummy, self.routes = None, {}
+        elif tokens[:2] == ["addr", "add"]:
+            ip, prefix = tokens[2].split("/")
+            self.dummy[ip] = int(prefix)
+            self.routes[ip] = ip
+        elif tokens[:2] == ["addr", "del"]:
+            ip = tokens[2].split("/")[0]
+            del self.dummy[ip]
+        elif tokens[:2] == ["route", "replace"]:
+            self.routes[tokens[3]] = tokens[tokens.index("src") + 1]
+        elif tokens[:2] == ["route", "del"]:
+            self.routes.pop(tokens[3], None)
+
+    def _sysctl(self, tokens):
+        name, value = tokens[0].split("=")
+        self.sysctls[name] = value

@@ -1,0 +1,39 @@
+import urllib.error
+import urllib.request
+
+from kipvs.metrics import Metrics, serve
+from tests.kube.test_watch import seed
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_and_healthz_follow_the_syncs(api, running):
+    server = serve(running.watcher.metrics, "127.0.0.1:0", max_age=60)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    seed(api.store)
+    running.wait_converged()
+    code, text = get(base + "/metrics")
+    assert code == 200
+    assert 'kipvs_sync_duration_seconds_bucket{le="+Inf"}' in text and "kipvs_sync_duration_seconds_count" in text
+    assert "kipvs_virtual_servers 5\n" in text and "kipvs_real_servers 10\n" in text and "kipvs_services 5\n" in text
+    assert 'kipvs_reflector_lists_total{resource="Service"} 1' in text
+    assert "kipvs_commands_applied_total" in text and "kipvs_last_successful_sync_timestamp_seconds" in text
+    assert get(base + "/healthz")[0] == 200
+    server.shutdown()
+
+
+def test_healthz_fails_before_the_first_sync_and_when_stale():
+    metrics = Metrics()
+    server = serve(metrics, "127.0.0.1:0", max_age=0.0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    assert get(base + "/healthz") == (503, "no converged sync yet\n")
+    metrics.observe_sync(0.01, True, 3, 1, 1, 1)
+    code, body = get(base + "/healthz")
+    assert code == 503 and body.startswith("stale")
+    server.shutdown()
