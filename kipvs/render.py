@@ -67,5 +67,7 @@ def show_view(report: dict) -> Group:
 def print_show(report: dict, console: Console | None = None) -> None:
     # Piped output (less, grep, a ticket) should not be cut to 80 columns; COLUMNS still wins.
     if console is None:
-        console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "200")))
+        # Height too: with TERM=dumb rich ignores a width given alone and falls back to 80 columns.
+        console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "200")),
+                                                                height=int(os.environ.get("LINES", "50")))
     console.print(show_view(report))

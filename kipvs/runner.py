@@ -95,6 +95,14 @@ class Runner:
             raise classify_failure(argv, result.returncode, result.stderr)
         return result.stdout
 
+    def read_file(self, path: str) -> str | None:
+        """A kernel file such as /proc/sys/net/ipv4/vs/conntrack; None when it does not exist."""
+        try:
+            with open(path, encoding="ascii") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
     def apply(self, batches: list[Batch]) -> list[Result]:
         """Run each non-empty batch once. A failing line does not stop the batch
         (`ip -force`, and `ipvsadm -R` carries on by itself): callers verify the

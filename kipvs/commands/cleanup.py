@@ -14,4 +14,4 @@ def cleanup(runner: Runner, options: ProxyOptions) -> tuple[Plan, list[str]]:
     runner.apply(plan.batches)
     if runner.dry_run or plan.empty:
         return plan, []
-    return plan, plan_cleanup(read_kernel(runner, with_defaults=False), options).command_lines()
+    return plan, plan_cleanup(read_kernel(runner), options).command_lines()

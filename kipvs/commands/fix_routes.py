@@ -64,7 +64,7 @@ def fix_routes(runner: Runner, interface: str, node_ip_args: list[str]) -> FixRo
     runner.apply([Batch("ip", lines)])
     if runner.dry_run:
         return report
-    after = check_routes(vips, interface, node_ips, read_net_facts(runner, with_defaults=False)) if lines else checks
+    after = check_routes(vips, interface, node_ips, read_net_facts(runner)) if lines else checks
     report.failed = [c.vip for c in after if not c.correct]
     report.fixed = sum(1 for before, now in zip(checks, after) if before.lines and now.correct)
     return report

@@ -91,18 +91,18 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
     VIP as source, and that route must be repaired once it is there. Returns what still differs."""
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
-    after = read_kernel(runner, with_defaults=False)
+    after = read_kernel(runner)
     waited = 0.0
     while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
         time.sleep(0.1)
         waited += 0.1
-        after = read_kernel(runner, with_defaults=False)
+        after = read_kernel(runner)
     for _ in range(SETTLE_ROUNDS):
         again = plan_sync(desired, after, options)
         if again.empty:
             return []
         runner.apply(again.batches)
-        after = read_kernel(runner, with_defaults=False)
+        after = read_kernel(runner)
     return plan_sync(desired, after, options).command_lines()
 
 

@@ -9,11 +9,22 @@ from kipvs.runner import Runner
 
 FAMILY = {"inet": 4, "inet6": 6}
 
-READ_ADDRESSES = ["ip", "-j", "addr", "show"]
-READ_LOCAL_ROUTES = {4: ["ip", "-j", "-4", "route", "show", "table", "local"],
-                     6: ["ip", "-j", "-6", "route", "show", "table", "local"]}
-READ_DEFAULT_ROUTES = {4: ["ip", "-j", "-4", "route", "show", "default"],
-                       6: ["ip", "-j", "-6", "route", "show", "default"]}
+# Two `ip -batch` processes read everything: process start-up, not the kernel, is what costs.
+# (A batch line takes no options, and an unspecified family means IPv4 for routes, hence two.)
+READ_ALL = (["ip", "-j", "-batch", "-"], "addr show\nroute show table local\nroute show default\n")
+READ_IPV6 = (["ip", "-j", "-6", "-batch", "-"], "route show table local\nroute show default\n")
+
+
+def split_json_documents(text: str) -> list[list]:
+    """`ip -j -batch` prints one JSON array per command, back to back."""
+    decoder, documents, index = json.JSONDecoder(), [], 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return documents
+        document, index = decoder.raw_decode(text, index)
+        documents.append(document)
 
 
 def _load(text: str) -> list[dict]:
@@ -23,8 +34,12 @@ def _load(text: str) -> list[dict]:
 
 def parse_addresses(text: str) -> tuple[list[InterfaceAddress], set[str], set[str]]:
     """Addresses, interface names and the names of interfaces that are up, from `ip -j addr show`."""
+    return parse_links(_load(text))
+
+
+def parse_links(links: list[dict]) -> tuple[list[InterfaceAddress], set[str], set[str]]:
     addresses, interfaces, up = [], set(), set()
-    for link in _load(text):
+    for link in links:
         name = link.get("ifname")
         if not name:
             continue
@@ -42,34 +57,39 @@ def parse_addresses(text: str) -> tuple[list[InterfaceAddress], set[str], set[st
 
 
 def parse_local_routes(text: str) -> list[LocalRoute]:
+    return parse_route_list(_load(text))
+
+
+def parse_route_list(routes: list[dict]) -> list[LocalRoute]:
     return [LocalRoute(type=r.get("type", "unicast"), dst=r["dst"], dev=r.get("dev"), prefsrc=r.get("prefsrc"),
                        protocol=r.get("protocol"), scope=r.get("scope"), metric=int(r.get("metric", 0)))
-            for r in _load(text) if "dst" in r]
+            for r in routes if "dst" in r]
 
 
 def parse_default_routes(text: str, family: int) -> list[DefaultRoute]:
+    return default_route_list(_load(text), family)
+
+
+def default_route_list(routes: list[dict], family: int) -> list[DefaultRoute]:
     routes = [DefaultRoute(family=family, dev=r.get("dev"), gateway=r.get("gateway"), metric=int(r.get("metric", 0)))
-              for r in _load(text) if r.get("dst") == "default"]
+              for r in routes if r.get("dst") == "default"]
     return sorted(routes, key=lambda r: r.metric)
 
 
-def _read_optional_family(runner: Runner, argv: list[str]) -> str:
+def _read_ipv6(runner: Runner) -> list[list]:
     """IPv6 may be disabled on a node: no IPv6 routes is then the truth, not an error."""
     try:
-        return runner.run(argv)
+        return split_json_documents(runner.run(READ_IPV6[0], stdin=READ_IPV6[1]))
     except CommandFailed as exc:
         if "not supported" in exc.stderr.lower():
-            return ""
+            return [[], []]
         raise
 
 
-def read_net_facts(runner: Runner, with_defaults: bool = True) -> NetFacts:
-    addresses, interfaces, up = parse_addresses(runner.run(READ_ADDRESSES))
-    local_routes = parse_local_routes(runner.run(READ_LOCAL_ROUTES[4]))
-    local_routes += parse_local_routes(_read_optional_family(runner, READ_LOCAL_ROUTES[6]))
-    defaults: list[DefaultRoute] = []
-    if with_defaults:
-        defaults += parse_default_routes(runner.run(READ_DEFAULT_ROUTES[4]), 4)
-        defaults += parse_default_routes(_read_optional_family(runner, READ_DEFAULT_ROUTES[6]), 6)
+def read_net_facts(runner: Runner) -> NetFacts:
+    addrs, local4, default4 = split_json_documents(runner.run(READ_ALL[0], stdin=READ_ALL[1]))
+    local6, default6 = _read_ipv6(runner)
+    addresses, interfaces, up = parse_links(addrs)
     return NetFacts(addresses=tuple(addresses), interfaces=frozenset(interfaces), up_interfaces=frozenset(up),
-                    local_routes=tuple(local_routes), default_routes=tuple(defaults))
+                    local_routes=tuple(parse_route_list(local4) + parse_route_list(local6)),
+                    default_routes=tuple(default_route_list(default4, 4) + default_route_list(default6, 6)))

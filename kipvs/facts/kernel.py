@@ -25,17 +25,24 @@ class KernelFacts:
     readable: bool = True  # False: the kernel could not be read (dry run on a machine without IPVS or root)
 
 
-def parse_sysctls(text: str, names: list[str]) -> dict[str, str]:
-    return dict(zip(names, (line.strip() for line in text.splitlines())))
+def sysctl_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
 
 
-def read_kernel(runner: Runner, with_defaults: bool = True) -> KernelFacts:
+def read_sysctls(runner: Runner) -> dict[str, str]:
+    """Read straight from /proc (this network namespace's values); an absent one reads as unset."""
+    values = {}
+    for name in IPVS_SYSCTLS:
+        text = runner.read_file(sysctl_path(name))
+        if text is not None:
+            values[name] = text.strip()
+    return values
+
+
+def read_kernel(runner: Runner) -> KernelFacts:
     # ipvsadm first: it loads ip_vs, which creates the net.ipv4.vs sysctls.
     rules = tuple(read_rules(runner))
-    net = read_net_facts(runner, with_defaults=with_defaults)
-    names = list(IPVS_SYSCTLS)
-    sysctls = parse_sysctls(runner.run(["sysctl", "-n", *names]), names)
-    return KernelFacts(net=net, rules=rules, sysctls=sysctls)
+    return KernelFacts(net=read_net_facts(runner), rules=rules, sysctls=read_sysctls(runner))
 
 
 def read_kernel_or_empty(runner: Runner) -> KernelFacts:

@@ -32,27 +32,36 @@ class SimKernel(Runner):
     # --- reads ---
 
     def run(self, argv, stdin=None) -> str:
-        key = " ".join(argv)
         with self.lock:
-            if key == "ipvsadm -S -n":
-                return self._rules()
-            if key == "ip -j addr show":
-                links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
-                    {"family": "inet", "local": NODE_IP, "prefixlen": 24, "scope": "global"}]}]
-                if self.dummy is not None:
-                    links.append({"ifname": self.interface, "flags": ["UP"], "addr_info": [
-                        {"family": "inet6" if ":" in ip else "inet", "local": ip, "prefixlen": p, "scope": "global"}
-                        for ip, p in self.dummy.items()]})
-                return json.dumps(links)
-            if key == "ip -j -4 route show table local":
-                return json.dumps([{"type": "local", "dst": vip, "dev": self.interface, "protocol": "kernel",
-                                    "scope": "host", "prefsrc": src} for vip, src in self.routes.items()])
-            if key in ("ip -j -6 route show table local", "ip -j -6 route show default"):
-                return "[]"
-            if key == "ip -j -4 route show default":
-                return json.dumps([{"dst": "default", "gateway": "192.168.1.1", "dev": "eth0"}])
-            if key.startswith("sysctl -n"):
-                return "".join(self.sysctls[name] + "\n" for name in argv[2:])
+            if argv[0] == "ip" and argv[-2:] == ["-batch", "-"]:
+                family = "-6" if "-6" in argv else "-4"
+                return "".join(self._read(f"ip -j {line}" if line.startswith("addr") else f"ip -j {family} {line}")
+                               for line in stdin.splitlines() if line)
+            return self._read(" ".join(argv))
+
+    def read_file(self, path: str) -> str | None:
+        name = path.removeprefix("/proc/sys/").replace("/", ".")
+        with self.lock:
+            return self.sysctls[name] + "\n" if name in self.sysctls else None
+
+    def _read(self, key: str) -> str:
+        if key == "ipvsadm -S -n":
+            return self._rules()
+        if key == "ip -j addr show":
+            links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
+                {"family": "inet", "local": NODE_IP, "prefixlen": 24, "scope": "global"}]}]
+            if self.dummy is not None:
+                links.append({"ifname": self.interface, "flags": ["UP"], "addr_info": [
+                    {"family": "inet6" if ":" in ip else "inet", "local": ip, "prefixlen": p, "scope": "global"}
+                    for ip, p in self.dummy.items()]})
+            return json.dumps(links)
+        if key == "ip -j -4 route show table local":
+            return json.dumps([{"type": "local", "dst": vip, "dev": self.interface, "protocol": "kernel",
+                                "scope": "host", "prefsrc": src} for vip, src in self.routes.items()])
+        if key in ("ip -j -6 route show table local", "ip -j -6 route show default"):
+            return "[]"
+        if key == "ip -j -4 route show default":
+            return json.dumps([{"dst": "default", "gateway": "192.168.1.1", "dev": "eth0"}])
         raise AssertionError(f"SimKernel: unexpected read {key}")
 
     def _rules(self) -> str:

@@ -29,9 +29,21 @@ class RecordingRunner(Runner):
     def run(self, argv: list[str], stdin: str | None = None) -> str:
         key = " ".join(argv)
         self.reads.append(key)
+        if argv[-2:] == ["-batch", "-"] and argv[0] == "ip":
+            # `ip -j [-6] -batch -`: answer each line from the per-command captures.
+            family = "-6" if "-6" in argv else "-4"
+            return "".join(self.answer(f"ip -j {line}" if line.startswith("addr") else f"ip -j {family} {line}")
+                           for line in stdin.splitlines() if line)
+        return self.answer(key)
+
+    def answer(self, key: str) -> str:
         if key not in self.states[0]:
             raise AssertionError(f"unexpected command: {key}")
         return self.states[0][key]
+
+    def read_file(self, path: str) -> str | None:
+        self.reads.append(f"read {path}")
+        return self.states[0].get(f"read {path}")
 
     def apply(self, batches: list[Batch]) -> list[Result]:
         batches = [b for b in batches if b.lines]

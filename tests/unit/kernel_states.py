@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 
-from kipvs.facts.kernel import IPVS_SYSCTLS
+from kipvs.facts.kernel import IPVS_SYSCTLS, sysctl_path
 from tests.unit.fakes import fixture_outputs
-
-SYSCTL_READ = "sysctl -n " + " ".join(IPVS_SYSCTLS)
 
 
 def node_state(rules: str = "", dummy_ips: tuple[str, ...] = (), routes_src: dict | None = None,
@@ -34,6 +32,6 @@ def node_state(rules: str = "", dummy_ips: tuple[str, ...] = (), routes_src: dic
         "ip -j addr show": json.dumps(links),
         "ip -j -4 route show table local": json.dumps(routes4),
         "ip -j -6 route show table local": json.dumps(routes6),
-        SYSCTL_READ: sysctl,
     })
+    state.update({f"read {sysctl_path(name)}": value + "\n" for name, value in zip(IPVS_SYSCTLS, sysctl.split())})
     return state

@@ -1,4 +1,5 @@
-from kipvs.facts.iproute import parse_addresses, parse_default_routes, parse_local_routes, read_net_facts
+from kipvs.facts.iproute import (parse_addresses, parse_default_routes, parse_local_routes, read_net_facts,
+                                 split_json_documents)
 from kipvs.model import LocalRoute
 from tests.unit.fakes import RecordingRunner, fixture_outputs
 
@@ -30,9 +31,14 @@ def test_default_routes_per_family():
     assert parse_default_routes("", 4) == []
 
 
-def test_read_net_facts_reads_each_table_once():
+def test_read_net_facts_costs_two_processes():
     runner = RecordingRunner(BEFORE)
     facts = read_net_facts(runner)
-    assert len(runner.reads) == 5 and len(set(runner.reads)) == 5
+    assert runner.reads == ["ip -j -batch -", "ip -j -6 -batch -"]
     assert {r.family for r in facts.default_routes} == {4, 6}
-    assert len(read_net_facts(RecordingRunner(BEFORE), with_defaults=False).default_routes) == 0
+    assert facts.local_routes and facts.addresses
+
+
+def test_batch_output_is_split_into_its_json_documents():
+    text = '[{"a":1}]\n[]\n[\n {"b": [2]}\n]\n'
+    assert split_json_documents(text) == [[{"a": 1}], [], [{"b": [2]}]]

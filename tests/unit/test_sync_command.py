@@ -87,9 +87,9 @@ class LateKernelRoute(RecordingRunner):
 
     def run(self, argv, stdin=None):
         key = " ".join(argv)
-        if key == "ip -j -6 route show table local" and self.late_reads == 0 and len(self.states) == 3:
+        if key == "ip -j -6 -batch -" and self.late_reads == 0 and len(self.states) == 3:
             self.states.pop(0)  # the kernel's route appears
-        if key == "ip -j -6 route show table local":
+        if key == "ip -j -6 -batch -":
             self.late_reads -= 1
         return super().run(argv, stdin)
 

@@ -1,0 +1,124 @@
+"""`kipvs watch` in a node namespace against the test API server on node1: real kernel, real packets."""
+import json
+import os
+import signal
+import statistics
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.kernel.lab import PYTHON, REPO, wait_until
+from tests.kernel.scenario import answering_pods
+from tests.kube.apiserver import control
+
+EXAMPLE = REPO / "examples" / "cluster.yaml"
+RANGES = ["--service-external-ip-range", "192.168.200.0/24", "--loadbalancer-ip-range", "192.168.201.0/24"]
+
+
+def example_objects():
+    return {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load(EXAMPLE.read_text())["items"]}
+
+
+@pytest.fixture
+def watching(cluster, tmp_path):
+    for name in ("node1", "node2", "node3"):
+        cluster.add_pod(cluster.add_node(name), f"{name[-1]}-web")
+    cluster.add_pod(cluster.nodes["node2"], "4-web")  # 172.20.2.3, not in the example yet
+    sock = str(tmp_path / "api.sock")
+    api = subprocess.Popen(["ip", "netns", "exec", "node1", PYTHON, "-m", "tests.kube.apiserver",
+                            "--listen", "192.168.123.250:6443", "--control", sock, "--load", str(EXAMPLE)],
+                           cwd=REPO, stdout=subprocess.PIPE, text=True)
+    cluster.processes.append(api)
+    assert api.stdout.readline().strip() == "ready"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": "http://192.168.123.250:6443"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}],
+        "users": [{"name": "lab", "user": {"token": "lab"}}]}))
+    log = open(tmp_path / "watch.log", "w")
+    watch = subprocess.Popen(["ip", "netns", "exec", "node3", PYTHON, "-m", "kipvs", "-v", "watch",
+                              "--kubeconfig", str(kubeconfig), "--node-name", "node3", *RANGES,
+                              "--min-sync-period", "50ms", "--metrics-addr", "127.0.0.1:9254",
+                              "--lock-file", str(tmp_path / "kipvs.lock")], stderr=log, cwd=REPO)
+    cluster.processes.append(watch)
+    node3 = cluster.nodes["node3"]
+    assert wait_until(lambda: "-A -t 10.254.0.20:80 -s rr" in node3.ipvs_rules(), 60), \
+        (tmp_path / "watch.log").read_text()
+    return cluster, sock, api, watch, tmp_path / "watch.log"
+
+
+def apply(sock, obj):
+    control(sock, op="apply", object=obj)
+
+
+def visible_after(node, sock, obj, predicate, seconds=20):
+    """Write `obj`, then time until `predicate(ipvs rules)` holds in the node's kernel."""
+    started = time.monotonic()
+    apply(sock, obj)
+    assert wait_until(lambda: predicate(node.ipvs_rules()), seconds, interval=0.01), obj["metadata"]["name"]
+    return time.monotonic() - started
+
+
+def test_watch_follows_the_api_into_the_kernel(watching):
+    cluster, sock, api, watch, log = watching
+    node3 = cluster.nodes["node3"]
+    objects = example_objects()
+    web_slice = objects[("EndpointSlice", "web-abcde")]
+    # Adding an endpoint: a new real server, and curl reaches the new pod.
+    web_slice["endpoints"].append({"addresses": ["172.20.2.3"], "conditions": {"ready": True}, "nodeName": "node2",
+                                   "targetRef": {"kind": "Pod", "name": "web-new"}})
+    visible_after(node3, sock, web_slice, lambda rules: "-a -t 10.254.0.20:80 -r 172.20.2.3:8080 -m -w 1" in rules)
+    assert "4-web" in answering_pods(node3, "http://10.254.0.20/", tries=8)
+    # A scheduler annotation becomes an edit of the virtual server.
+    sticky = objects[("Service", "web-sticky")]
+    sticky["metadata"]["annotations"] = {"kube-router.io/service.scheduler": "lc"}
+    visible_after(node3, sock, sticky, lambda rules: "-A -t 10.254.0.30:80 -s lc -p 600" in rules)
+    # Scaling to zero leaves an empty virtual server: refused locally, nothing leaks.
+    web_slice["endpoints"] = []
+    visible_after(node3, sock, web_slice, lambda rules: not any(r.startswith("-a -t 10.254.0.20:80") for r in rules))
+    assert node3.curl("http://10.254.0.20/", seconds=2) is None
+    # Deleting a service removes its virtual server.
+    control(sock, op="delete", kind="Service", name="web-dual", namespace="default")
+    assert wait_until(lambda: not any("10.254.0.50" in r for r in node3.ipvs_rules()), 20)
+    metrics = node3.curl("http://127.0.0.1:9254/metrics")
+    assert "kipvs_virtual_servers 11" in metrics and "kipvs_sync_duration_seconds_count" in metrics
+    assert node3.curl("http://127.0.0.1:9254/healthz").startswith("ok")
+
+
+def test_write_to_kernel_latency_api_outage_and_sigterm(watching):
+    cluster, sock, api, watch, log = watching
+    node3 = cluster.nodes["node3"]
+    web_slice = example_objects()[("EndpointSlice", "web-abcde")]
+    extra = {"addresses": ["172.20.2.3"], "conditions": {"ready": True}, "nodeName": "node2"}
+    line = "-a -t 10.254.0.20:80 -r 172.20.2.3:8080 -m -w 1"
+    latencies = []
+    for i in range(20):
+        present = i % 2 == 0
+        endpoints = web_slice["endpoints"] + ([extra] if present else [])
+        latencies.append(visible_after(node3, sock, dict(web_slice, endpoints=endpoints),
+                                       lambda rules: (line in rules) == present))
+    latencies.sort()
+    median, p99 = statistics.median(latencies), latencies[-1]
+    report = f"watch latency API write -> kernel over {len(latencies)} changes: median {median * 1000:.0f} ms, " \
+             f"p99 {p99 * 1000:.0f} ms (UML guest; includes ~one ipvsadm poll)"
+    print(report)
+    if os.environ.get("KIPVS_LAB_OUT"):
+        with open(os.path.join(os.environ["KIPVS_LAB_OUT"], "watch-latency.txt"), "a") as out:
+            out.write(report + "\n")
+    assert median < 5
+    # The API server dies: traffic keeps flowing through the VIPs, the rules stay.
+    rules = sorted(node3.ipvs_rules())
+    api.kill()
+    api.wait()
+    time.sleep(3)
+    assert answering_pods(node3, "http://10.254.0.20/", tries=3)
+    assert sorted(node3.ipvs_rules()) == rules and watch.poll() is None
+    # SIGTERM: exit 0, rules left in place.
+    watch.send_signal(signal.SIGTERM)
+    assert watch.wait(timeout=60) == 0
+    assert sorted(node3.ipvs_rules()) == rules
+    assert "rules, addresses and routes stay in place" in log.read_text()
+    assert answering_pods(node3, "http://10.254.0.20/", tries=3)
