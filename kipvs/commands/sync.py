@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired, build_desired, node_ips_from_objects
-from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty
+from kipvs.facts.kernel import KernelFacts, read_kernel_or_empty, reread
 from kipvs.model import family_of
 from kipvs.plan import Plan, plan_sync
 from kipvs.routes import resolve_node_ips
@@ -78,32 +78,37 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     runner.apply(plan.batches)
     result = SyncResult(desired, plan, kernel)
     if not runner.dry_run and not plan.empty:
-        result.remaining = settle(runner, desired, kernel, options)
+        result.remaining = settle(runner, desired, kernel, options, plan)
         for line in result.remaining[:20]:
             log.error("still differs after sync: %s", line)
     result.seconds = time.monotonic() - started
     return result
 
 
-def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions) -> list[str]:
+def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
     """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
     what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
-    VIP as source, and that route must be repaired once it is there. Returns what still differs."""
+    VIP as source, and that route must be repaired once it is there. Re-reads only what the
+    applied batches could change. Returns what still differs."""
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
-    after = read_kernel(runner)
+    after = reread(runner, before, _tools(plan))
     waited = 0.0
     while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
         time.sleep(0.1)
         waited += 0.1
-        after = read_kernel(runner)
+        after = reread(runner, after, {"ip"})
     for _ in range(SETTLE_ROUNDS):
         again = plan_sync(desired, after, options)
         if again.empty:
             return []
         runner.apply(again.batches)
-        after = read_kernel(runner)
+        after = reread(runner, after, _tools(again))
     return plan_sync(desired, after, options).command_lines()
+
+
+def _tools(plan: Plan) -> set[str]:
+    return {batch.tool for batch in plan.batches if batch.lines}
 
 
 KERNEL_ROUTE_WAIT = 3.0

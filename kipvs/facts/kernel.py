@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kipvs.errors import KipvsError
 from kipvs.facts.iproute import read_net_facts
@@ -37,6 +37,14 @@ def read_sysctls(runner: Runner) -> dict[str, str]:
         if text is not None:
             values[name] = text.strip()
     return values
+
+
+def reread(runner: Runner, before: KernelFacts, tools: set[str]) -> KernelFacts:
+    """Read again only what the tools in `tools` (ip, ipvsadm, sysctl) may have changed."""
+    return replace(before,
+                   rules=tuple(read_rules(runner)) if "ipvsadm" in tools else before.rules,
+                   net=read_net_facts(runner) if "ip" in tools else before.net,
+                   sysctls=read_sysctls(runner) if "sysctl" in tools else before.sysctls)
 
 
 def read_kernel(runner: Runner) -> KernelFacts:
