@@ -26,6 +26,8 @@ class ProxyOptions:
     proxy_names: frozenset[str] = frozenset({"kipvs", "kube-router"})
 
     def excluded(self, ip: str) -> bool:
+        if not self.excluded_cidrs:
+            return False
         address = ipaddress.ip_address(ip)
         return any(address in net for net in self.excluded_cidrs)
 

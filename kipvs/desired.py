@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
-from kipvs.model import RealServer, VirtualServer, family_of
+from kipvs.model import RealServer, VirtualServer, canonical_ip, family_of
 from kipvs.sources import Snapshot
 
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
@@ -93,10 +93,7 @@ def _show(value) -> str:
 
 
 def _valid_ip(value) -> str | None:
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
-        return None
+    return canonical_ip(value)
 
 
 def node_ips_from_objects(nodes: tuple[dict, ...], node_name: str) -> dict[int, str]:
@@ -189,7 +186,8 @@ class _Builder:
         return list(found.values())
 
     def real_servers(self, endpoints: list[Endpoint], family: int, local_only: bool) -> tuple[RealServer, ...]:
-        usable = [e for e in endpoints if family_of(e.ip) == family and (not local_only or e.node == self.node_name)]
+        usable = [e for e in endpoints if (6 if ":" in e.ip else 4) == family and
+                  (not local_only or e.node == self.node_name)]
         chosen = [e for e in usable if e.ready] or [e for e in usable if e.serving]
         for e in chosen:
             self.backends[(e.ip, e.port)] = BackendInfo(e.pod, e.node)

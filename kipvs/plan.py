@@ -121,7 +121,8 @@ def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, 
     for check in checks:
         lines += check.lines
     plan.counts["routes fixed"] += sum(1 for c in checks if c.lines)
-    stale = [a for ip, a in present.items() if ip not in desired.addresses and ip not in desired.protected_addresses]
+    wanted = set(desired.addresses)
+    stale = [a for ip, a in present.items() if ip not in wanted and ip not in desired.protected_addresses]
     for address in stale:
         lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
         # The kernel removes only the local route it made; the one with the node IP as source stays behind.

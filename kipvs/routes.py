@@ -43,11 +43,11 @@ def delete_line(route: LocalRoute) -> str:
     return " ".join(parts)
 
 
-def check_route(vip: str, interface: str, node_ip: str | None, routes: list[LocalRoute]) -> RouteCheck:
+def check_route(vip: str, interface: str, node_ip: str | None, same_dst: list[LocalRoute]) -> RouteCheck:
+    """`same_dst`: the `local` routes of table local whose destination is `vip`."""
     family = family_of(vip)
     if node_ip is None:
         return RouteCheck(vip, family, None, ())
-    same_dst = [r for r in routes if r.type == "local" and r.dst == vip]
     good = any(r.dev == interface and r.prefsrc == node_ip for r in same_dst)
     extra = [r for r in same_dst if r.prefsrc != node_ip and r.metric != REPLACED_METRIC[family]]
     lines: list[str] = []
@@ -58,8 +58,11 @@ def check_route(vip: str, interface: str, node_ip: str | None, routes: list[Loca
 
 
 def check_routes(vips: list[str], interface: str, node_ips: dict[int, str], facts: NetFacts) -> list[RouteCheck]:
-    routes = list(facts.local_routes)
-    return [check_route(vip, interface, node_ips.get(family_of(vip)), routes) for vip in vips]
+    by_dst: dict[str, list[LocalRoute]] = {}
+    for route in facts.local_routes:
+        if route.type == "local":
+            by_dst.setdefault(route.dst, []).append(route)
+    return [check_route(vip, interface, node_ips.get(family_of(vip)), by_dst.get(vip, [])) for vip in vips]
 
 
 def service_addresses_on(facts: NetFacts, interface: str) -> list[str]:

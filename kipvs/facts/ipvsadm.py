@@ -44,6 +44,28 @@ def _option(tokens: list[str], *names: str) -> str | None:
     return None
 
 
+_VALUED = {"-s", "--scheduler", "-b", "--sched-flags", "-p", "--persistent", "-M", "--netmask", "-r",
+           "--real-server", "-w", "--weight", "--pe", "--tun-type", "--tun-port", "-x", "-y"}
+
+
+def _fields(tokens: list[str]) -> dict[str, str]:
+    """Options of one line in a single pass: {"-s": "rr", "-m": ""}; the service is under "service"."""
+    fields: dict[str, str] = {}
+    i, n = 1, len(tokens)
+    while i < n:
+        token = tokens[i]
+        if token in _PROTOCOL_OF_FLAG:
+            fields["proto"], fields["service"] = token, tokens[i + 1]
+            i += 2
+        elif token in _VALUED:
+            fields[token] = tokens[i + 1] if i + 1 < n else ""
+            i += 2
+        else:
+            fields[token] = ""
+            i += 1
+    return fields
+
+
 def parse_rules(text: str) -> list[VirtualServer]:
     """`ipvsadm -S -n` output (the same lines `ipvsadm -R` takes) into virtual servers, in kernel order."""
     services: dict[tuple[str, str, int], VirtualServer] = {}
@@ -52,18 +74,22 @@ def parse_rules(text: str) -> list[VirtualServer]:
         tokens = line.split()  # ipvsadm never quotes: split() is exact and much faster than shlex
         if not tokens:
             continue
-        key = _service_key(tokens)
+        fields = _fields(tokens)
+        proto = _PROTOCOL_OF_FLAG[fields["proto"]]
+        key = ("fwmark", "", int(fields["service"])) if proto == "fwmark" else \
+            (proto, *split_host_port(fields["service"]))
         if tokens[0] in ("-A", "--add-service"):
-            flags = _option(tokens, "-b", "--sched-flags")
-            persistent = _option(tokens, "-p", "--persistent")
-            services[key] = VirtualServer(key[0], key[1], key[2], scheduler=_option(tokens, "-s", "--scheduler") or "wlc",
+            flags = fields.get("-b") or fields.get("--sched-flags")
+            persistent = fields.get("-p", fields.get("--persistent"))
+            services[key] = VirtualServer(key[0], key[1], key[2],
+                                          scheduler=fields.get("-s") or fields.get("--scheduler") or "wlc",
                                           flags=tuple(flags.split(",")) if flags else (),
-                                          persistent=int(persistent) if persistent is not None else None)
+                                          persistent=int(persistent) if persistent else None)
             real.setdefault(key, [])
         elif tokens[0] in ("-a", "--add-server"):
-            ip, port = split_host_port(_option(tokens, "-r", "--real-server"))
-            forward = next((_FORWARD_OF_FLAG[t] for t in tokens if t in _FORWARD_OF_FLAG), "route")
-            weight = int(_option(tokens, "-w", "--weight") or 1)
+            ip, port = split_host_port(fields.get("-r") or fields["--real-server"])
+            forward = next((_FORWARD_OF_FLAG[f] for f in fields if f in _FORWARD_OF_FLAG), "route")
+            weight = int(fields.get("-w") or fields.get("--weight") or 1)
             real.setdefault(key, []).append(RealServer(ip, port, weight, forward))
     return [replace(vs, real_servers=tuple(real.get(key, ()))) for key, vs in services.items()]
 

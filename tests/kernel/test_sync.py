@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-from tests.kernel.lab import REPO
+from tests.kernel.lab import PYTHON, REPO
 from tests.kernel.scenario import answering_pods
 
 EXAMPLE = REPO / "examples" / "cluster.yaml"
@@ -195,7 +195,8 @@ def test_show_check_detects_drift_and_sync_repairs_it(lab):
     web = next(s for s in report["services"] if s["name"] == "web")
     assert {rs["pod"] for vs in web["virtual_servers"] for rs in vs["real_servers"]} == \
         {"web-7d4b9c-x1a", "web-7d4b9c-x2b", "web-7d4b9c-x3c"}
-    text = node3.kipvs(*show).stdout
+    # Piped, show renders COLUMNS wide (200 when unset); the test's own terminal may set COLUMNS=80.
+    text = node3.run("env", "COLUMNS=200", PYTHON, "-m", "kipvs", *show, check=False).stdout
     assert "default/web" in text and "web-7d4b9c-x2b" in text and "drift" in text
     sync(node3)
     assert node3.kipvs(*show, "--check").returncode == 0
