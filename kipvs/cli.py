@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from typing import Callable, Optional
 
@@ -42,8 +43,16 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("kipvs: %(levelname)s: %(message)s"))
+    if sys.stderr.isatty():
+        # A person at a terminal: colours (rich honours NO_COLOR), no timestamps.
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False,
+                                               markup=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("kipvs: %(levelname)s: %(message)s"))
     root = logging.getLogger("kipvs")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -71,6 +80,18 @@ def writer_lock(dry_run: bool, lock_file: str, lock_timeout: float):
     from kipvs.lock import node_lock
 
     return nullcontext() if dry_run else node_lock(lock_file, lock_timeout)
+
+
+@contextmanager
+def progress_reporter():
+    """A spinner with the current phase on a terminal; plain log lines (-v) when stderr is not one."""
+    if not sys.stderr.isatty():
+        yield lambda phase: log.info("%s", phase)
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as status:
+        yield lambda phase: status.update(phase)
 
 
 def emit_json(data: dict) -> None:
@@ -209,9 +230,9 @@ def sync_command(
                                 service_external_ip_range, loadbalancer_ip_range, strict_external_ip_validation,
                                 excluded_cidrs)
         snapshot = load_snapshot(cluster_file, kubeconfig)
-        with writer_lock(dry_run, lock_file, lock_timeout):
+        with writer_lock(dry_run, lock_file, lock_timeout), progress_reporter() as progress:
             result = sync_once(make_runner(dry_run, command_timeout), snapshot, node_identity(node_name, node_ip),
-                               options)
+                               options, progress)
         if output is Output.json:
             emit_json({"counts": dict(result.plan.counts), "commands": result.plan.command_lines(),
                        "remaining": result.remaining, "problems": [str(p) for p in result.desired.problems],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import TextIO
@@ -21,6 +23,8 @@ from kipvs.errors import CommandFailed, NoIPVS, PermissionDenied, ToolMissing
 log = logging.getLogger("kipvs.runner")
 
 DEFAULT_TIMEOUT = 60.0
+BUFFER = 1 << 20
+ANY_EXIT = list(range(-64, 256))  # exit statuses and signals are judged here, not by sh
 PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm", "sysctl": "procps"}
 
 # Batch tools: how each takes a whole batch (on stdin, or as arguments for sysctl),
@@ -79,11 +83,25 @@ class Runner:
             package = PACKAGE_OF.get(argv[0], argv[0])
             raise ToolMissing(f"`{argv[0]}` not found on PATH: install the {package} package") from None
         started = time.monotonic()
-        try:
-            proc = program(*argv[1:], _in=stdin, _timeout=self.timeout, _tty_out=False,
-                           _return_cmd=True, _ok_code=list(range(256)), _env=_child_env())
-        except sh.TimeoutException:
-            raise CommandFailed(argv, None, f"timed out after {self.timeout:.0f}s") from None
+        with tempfile.TemporaryFile() as stdin_file:
+            # sh feeds a string to stdin and reads output in small chunks through Python threads;
+            # a real file and large output buffers make a 13,000-line batch ~10x cheaper.
+            if stdin is not None:
+                stdin_file.write(stdin.encode())
+                stdin_file.seek(0)
+            proc = program(*argv[1:], _in=stdin_file if stdin is not None else None, _bg=True, _tty_out=False,
+                           _out_bufsize=BUFFER, _err_bufsize=BUFFER, _return_cmd=True, _ok_code=ANY_EXIT,
+                           _env=_child_env())
+            # sh's own _timeout polls every 0.1 s, which adds 0.1 s to every command: a timer is free.
+            expired = threading.Event()
+            timer = threading.Timer(self.timeout, lambda: (expired.set(), proc.kill()))
+            timer.start()
+            try:
+                proc.wait()
+            finally:
+                timer.cancel()
+        if expired.is_set():
+            raise CommandFailed(argv, None, f"timed out after {self.timeout:g}s")
         seconds = time.monotonic() - started
         return Result(tuple(argv), proc.exit_code, _text(proc.stdout), _text(proc.stderr), seconds)
 

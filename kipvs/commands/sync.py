@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired, build_desired, node_ips_from_objects
@@ -70,14 +71,21 @@ def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kerne
     return desired
 
 
-def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions) -> SyncResult:
+def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
+              progress: Callable[[str], None] = lambda phase: None) -> SyncResult:
+    """`progress` hears each phase (a terminal shows it; elsewhere it is a log line)."""
     started = time.monotonic()
+    progress("reading the kernel")
     kernel = read_kernel_or_empty(runner)
+    progress(f"planning {len(snapshot.services)} services")
     desired = compute(snapshot, node, options, kernel)
     plan = plan_sync(desired, kernel, options)
+    if not plan.empty:
+        progress(f"applying {len(plan.command_lines())} commands")
     runner.apply(plan.batches)
     result = SyncResult(desired, plan, kernel)
     if not runner.dry_run and not plan.empty:
+        progress("verifying")
         result.remaining = settle(runner, desired, kernel, options, plan)
         for line in result.remaining[:20]:
             log.error("still differs after sync: %s", line)

@@ -1,0 +1,130 @@
+"""Sync cost on a real kernel (run inside the lab guest: scripts/bench does). Prints absolute times and
+the ratios the performance targets are about, all measured in this one run.
+
+    python benchmarks/bench_lab.py [--services 1000] [--endpoints 10] [--naive-sample 300]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.synthetic import NODE_IP, NODE_NAME, objects  # noqa: E402
+
+NS = "kipvs-bench"
+
+
+def sh(*argv, stdin=None):
+    subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True)
+
+
+def setup_namespace() -> None:
+    sh("ip", "netns", "add", NS)
+    sh("ip", "-n", NS, "-batch", "-", stdin=f"link set lo up\nlink add eth0 type dummy\nlink set eth0 up\n"
+                                            f"addr add {NODE_IP}/24 dev eth0\nroute add default via 192.168.123.1\n")
+
+
+def reset_node() -> None:
+    """Back to an empty node: no IPVS services, no dummy interface."""
+    subprocess.run(["ipvsadm", "-C"], check=True)
+    subprocess.run(["ip", "link", "del", "kube-dummy-if"], capture_output=True)
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def inside(services: int, endpoints: int, naive_sample: int) -> None:
+    from kipvs.commands.sync import NodeIdentity, sync_once
+    from kipvs.config import ProxyOptions
+    from kipvs.desired import build_desired
+    from kipvs.facts.kernel import KernelFacts
+    from kipvs.plan import plan_sync
+    from kipvs.runner import Runner
+    from kipvs.sources import snapshot_from_objects
+
+    options, node, runner = ProxyOptions(), NodeIdentity(NODE_NAME), Runner(timeout=600)
+    items = objects(services, endpoints)
+    snapshot = snapshot_from_objects(items, "bench")
+    desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, options)
+    plan = plan_sync(desired, KernelFacts(), options)
+    ip_lines = [b for b in plan.batches if b.tool == "ip"][0].lines
+    ipvs_lines = [b for b in plan.batches if b.tool == "ipvsadm"][0].lines
+    subprocess.run(["ipvsadm", "-C"], check=True)  # loads ip_vs
+
+    # 1. the floor: the same rules through one raw ipvsadm -R and one raw ip -batch
+    def floor():
+        subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(ip_lines) + "\n", text=True, check=True)
+        subprocess.run(["ipvsadm", "-R"], input="\n".join(ipvs_lines) + "\n", text=True, check=True)
+    floor_s, _ = timed(floor)
+    reset_node()
+    # 2. kipvs full sync from an empty node (read, plan, apply, verify)
+    full_s, full = timed(lambda: sync_once(runner, snapshot, node, options))
+    assert full.converged, full.remaining[:5]
+    # 3. no-op resync of the converged node
+    noop_s, noop = timed(lambda: sync_once(runner, snapshot, node, options))
+    assert noop.plan.empty
+    # 4. one endpoint added to a ClusterIP-only service
+    changed = copy.deepcopy(items)
+    slice_ = next(o for o in changed if o["kind"] == "EndpointSlice" and o["metadata"]["name"] == "svc-00001-x")
+    slice_["endpoints"].append({"addresses": ["172.31.255.254"], "conditions": {"ready": True}, "nodeName": "x"})
+    one_s, one = timed(lambda: sync_once(runner, snapshot_from_objects(changed, "bench"), node, options))
+    writes = one.plan.command_lines()
+    assert writes == ["ipvsadm -a -t 10.96.0.2:80 -r 172.31.255.254:8080 -m -w 1"], writes
+    # 5. naive: one process per rule, as shell scripts and early kube-router did (sampled, then scaled)
+    reset_node()
+    sample = ([("ip", line) for line in ip_lines] + [("ipvsadm", line) for line in ipvs_lines])[:naive_sample]
+
+    def naive():
+        for tool, line in sample:
+            subprocess.run([tool, *line.split()], check=False, capture_output=True)
+    naive_sample_s, _ = timed(naive)
+    total_rules = len(ip_lines) + len(ipvs_lines)
+    naive_s = naive_sample_s / len(sample) * total_rules
+    reset_node()
+
+    print(f"lab: real kernel (UML guest), N={services} services x {endpoints} endpoints, "
+          f"{len(ipvs_lines)} ipvsadm + {len(ip_lines)} ip rules; {time.strftime('%Y-%m-%d')}")
+    print(f"{'measure':<44} {'time':>9}  {'ratio':>10}  target")
+    print(f"{'floor: raw ipvsadm -R + raw ip -batch':<44} {floor_s:>8.2f}s  {'1.00x':>10}")
+    print(f"{'kipvs full sync from empty (read+apply+verify)':<44} {full_s:>8.2f}s  "
+          f"{full_s / floor_s:>9.2f}x  <= 1.25x floor")
+    print(f"{'kipvs no-op resync (0 writes)':<44} {noop_s:>8.2f}s  {noop_s / full_s:>9.3f}x  <= 0.15x full sync")
+    print(f"{'kipvs one endpoint added (1 IPVS write)':<44} {one_s:>8.2f}s  "
+          f"{(one_s - noop_s) * 1000:>+8.0f}ms  <= no-op + a few ms")
+    print(f"{'naive: one process per rule':<44} {naive_s:>8.2f}s  {naive_s / full_s:>9.1f}x  >= 50x kipvs full sync")
+    print(f"(naive timed on {len(sample)} of {total_rules} rules, {naive_sample_s / len(sample) * 1000:.1f} ms "
+          f"per process, scaled)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=int(os.environ.get("KIPVS_BENCH_N", 1000)))
+    parser.add_argument("--endpoints", type=int, default=int(os.environ.get("KIPVS_BENCH_M", 10)))
+    parser.add_argument("--naive-sample", type=int, default=300)
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        inside(args.services, args.endpoints, args.naive_sample)
+        return
+    if os.environ.get("KIPVS_LAB_GUEST") != "1":
+        sys.exit("bench_lab.py programs a kernel: run it inside the lab guest (scripts/bench)")
+    setup_namespace()
+    try:
+        subprocess.run(["ip", "netns", "exec", NS, sys.executable, __file__, "--inside", "--services",
+                        str(args.services), "--endpoints", str(args.endpoints), "--naive-sample",
+                        str(args.naive_sample)], check=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", NS])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""The host benchmark still runs (CI smoke: small N, seconds). Times are printed, never asserted."""
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def test_host_benchmark_runs_and_prints_its_table():
+    proc = subprocess.run([sys.executable, "benchmarks/bench_host.py", "--sizes", "50,100", "--endpoints", "3"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert rows[0].startswith("host: pure Python") and len(rows) == 4
+    assert rows[2].split()[0] == "50" and rows[3].split()[0] == "100"
