@@ -8,6 +8,7 @@ from typing import Callable
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired, build_desired, node_ips_from_objects
+from kipvs.facts.ipvsadm import service_key_of_line
 from kipvs.facts.kernel import KernelFacts, read_kernel_or_empty, reread
 from kipvs.model import family_of
 from kipvs.plan import Plan, plan_sync
@@ -100,7 +101,7 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
     applied batches could change. Returns what still differs."""
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
-    after = reread(runner, before, _tools(plan))
+    after = reread(runner, before, _tools(plan), _touched(plan))
     waited = 0.0
     while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
         time.sleep(0.1)
@@ -111,12 +112,16 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
         if again.empty:
             return []
         runner.apply(again.batches)
-        after = reread(runner, after, _tools(again))
+        after = reread(runner, after, _tools(again), _touched(again))
     return plan_sync(desired, after, options).command_lines()
 
 
 def _tools(plan: Plan) -> set[str]:
     return {batch.tool for batch in plan.batches if batch.lines}
+
+
+def _touched(plan: Plan) -> set[tuple]:
+    return {service_key_of_line(line) for batch in plan.batches if batch.tool == "ipvsadm" for line in batch.lines}
 
 
 KERNEL_ROUTE_WAIT = 3.0

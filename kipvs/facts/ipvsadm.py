@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from kipvs.errors import CommandFailed
 from kipvs.model import FORWARD_FLAG, PROTOCOL_FLAG, RealServer, VirtualServer
 from kipvs.runner import Runner
 
@@ -141,3 +142,43 @@ def parse_rates(text: str) -> dict[tuple, Counters]:
 
 def read_rules(runner: Runner) -> list[VirtualServer]:
     return parse_rules(runner.run(READ_RULES))
+
+
+_FORWARD_OF_LISTING = {"Masq": "masq", "Route": "route", "Local": "route", "Tunnel": "tunnel"}
+
+
+def parse_listing(text: str) -> list[VirtualServer]:
+    """`ipvsadm -L -n --exact [-t SERVICE]` into virtual servers (used to verify a few services cheaply)."""
+    services: dict[tuple, VirtualServer] = {}
+    real: dict[tuple, list[RealServer]] = {}
+    for key, real_key, columns in _walk_list(text):
+        if real_key is None:
+            scheduler = columns[0] if columns else "wlc"
+            flags = next((c.strip("()").split(",") for c in columns[1:] if c.startswith("(")), [])
+            persistent = int(columns[columns.index("persistent") + 1]) if "persistent" in columns else None
+            services[key] = VirtualServer(key[0], key[1], key[2], scheduler, tuple(flags), persistent)
+            real[key] = []
+        elif len(columns) >= 2:
+            real[key].append(RealServer(real_key[0], real_key[1], int(columns[1]),
+                                        _FORWARD_OF_LISTING.get(columns[0], "route")))
+    return [replace(vs, real_servers=tuple(real[key])) for key, vs in services.items()]
+
+
+def service_key_of_line(line: str) -> tuple[str, str, int]:
+    """The service an `ipvsadm -R` line acts on."""
+    return _service_key(line.split())
+
+
+def read_services(runner: Runner, keys: set[tuple[str, str, int]]) -> dict[tuple, VirtualServer | None]:
+    """Each service as the kernel has it now (None: absent), one `ipvsadm -L` each."""
+    found: dict[tuple, VirtualServer | None] = {}
+    for key in keys:
+        probe = VirtualServer(*key)
+        try:
+            listed = parse_listing(runner.run(["ipvsadm", "-L", "-n", "--exact", *probe.service_args().split()]))
+        except CommandFailed as exc:
+            if "no such service" not in exc.stderr.lower():
+                raise
+            listed = []
+        found[key] = listed[0] if listed else None
+    return found

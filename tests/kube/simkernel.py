@@ -47,6 +47,8 @@ class SimKernel(Runner):
     def _read(self, key: str) -> str:
         if key == "ipvsadm -S -n":
             return self._rules()
+        if key.startswith("ipvsadm -L -n --exact "):
+            return self._listing(_service_key(key.split()[3:]))
         if key == "ip -j addr show":
             links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
                 {"family": "inet", "local": NODE_IP, "prefixlen": 24, "scope": "global"}]}]
@@ -71,6 +73,21 @@ class SimKernel(Runner):
             for rs in self.real[key].values():
                 lines.append(f"-a {vs.service_args()} -r {rs.ip}:{rs.port} -m -w {rs.weight}")
         return "\n".join(lines) + ("\n" if lines else "")
+
+    def _listing(self, key) -> str:
+        """`ipvsadm -L -n --exact -t SERVICE`, as ipvsadm prints it (no such service: exit 1)."""
+        vs = self.services.get(key)
+        if vs is None:
+            from kipvs.errors import CommandFailed
+
+            raise CommandFailed(["ipvsadm", "-L"], 1, "Memory allocation problem\nNo such service")
+        head = f"{vs.protocol.upper()}  {vs.ip}:{vs.port} {vs.scheduler}"
+        head += f" ({','.join(vs.flags)})" if vs.flags else ""
+        head += f" persistent {vs.persistent}" if vs.persistent else ""
+        lines = ["Prot LocalAddress:Port Scheduler Flags",
+                 "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn", head]
+        lines += [f"  -> {rs.ip}:{rs.port}  Masq    {rs.weight}      0          0" for rs in self.real[key].values()]
+        return "\n".join(lines) + "\n"
 
     # --- writes ---
 

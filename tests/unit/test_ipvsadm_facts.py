@@ -50,3 +50,10 @@ TCP  10.254.0.20:80 rr
 def test_split_host_port():
     assert split_host_port("[fd00::1]:443") == ("fd00::1", 443)
     assert split_host_port("10.0.0.1:80") == ("10.0.0.1", 80)
+
+
+def test_listing_parses_to_the_same_services_as_save_output():
+    from kipvs.facts.ipvsadm import parse_listing
+
+    listed = {vs.key: vs for vs in parse_listing(OUT["ipvsadm -L -n --exact"])}
+    assert listed == rules()

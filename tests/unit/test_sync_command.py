@@ -100,6 +100,7 @@ def test_settle_waits_for_the_ipv6_kernel_route_then_removes_it():
     snap = snapshot(svc("v6", cluster_ips=("fd00:96::10",), ports=[{"name": "h", "port": 80, "protocol": "TCP"}]))
     rules = "-A -t [fd00:96::10]:80 -s rr\n"
     ours = node_state(rules=rules, dummy_ips=("fd00:96::10",), routes_src={"fd00:96::10": "fd00:123::249"})
+    ours["ipvsadm -L -n --exact -t [fd00:96::10]:80"] = "TCP  [fd00:96::10]:80 rr\n"
     both = dict(ours)
     routes = json.loads(ours["ip -j -6 route show table local"])
     routes.append({"type": "local", "dst": "fd00:96::10", "dev": "kube-dummy-if", "protocol": "kernel", "metric": 0})
@@ -108,3 +109,19 @@ def test_settle_waits_for_the_ipv6_kernel_route_then_removes_it():
     result = sync_once(runner, snap, NodeIdentity("node3", ("192.168.123.249", "fd00:123::249")), ProxyOptions())
     assert result.converged, result.remaining
     assert runner.applied_lines[-1] == "ip route del local fd00:96::10 dev kube-dummy-if table local proto kernel metric 0"
+
+
+def test_a_small_change_is_verified_service_by_service_not_by_rereading_the_table():
+    from tests.unit.k8s import ep, eps, snapshot, svc
+
+    rules = "-A -t 10.96.0.10:80 -s rr\n-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1\n"
+    state = node_state(rules=rules, dummy_ips=("10.96.0.10",), routes_src={"10.96.0.10": "192.168.123.249"})
+    after = dict(state, **{"ipvsadm -L -n --exact -t 10.96.0.10:80": (
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+        "TCP  10.96.0.10:80 rr\n  -> 10.1.0.5:8080                Masq    1      0          0\n"
+        "  -> 10.1.0.6:8080                Masq    1      0          0\n")})
+    runner = RecordingRunner(state, after)
+    snap = snapshot(svc("web"), eps("web", [ep("10.1.0.5"), ep("10.1.0.6")]))
+    result = sync_once(runner, snap, NodeIdentity("node3", ("192.168.123.249",)), ProxyOptions())
+    assert result.converged and runner.applied_lines == ["ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
+    assert runner.reads.count("ipvsadm -S -n") == 1 and runner.reads[-1] == "ipvsadm -L -n --exact -t 10.96.0.10:80"
