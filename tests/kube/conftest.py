@@ -1,4 +1,3 @@
-import logging
 import threading
 import time
 
@@ -18,14 +17,6 @@ NODE = NodeIdentity("node-a", (NODE_IP,))
 OPTIONS = ProxyOptions()
 FAST = WatchSettings(min_sync_period=0.05, sync_period=30, watch_timeout=5, read_grace=1, request_timeout=2,
                      backoff_initial=0.1, backoff_cap=1.0)
-
-
-@pytest.fixture(autouse=True)
-def kipvs_logger_reset():
-    logger = logging.getLogger("kipvs")
-    yield
-    logger.handlers[:] = []
-    logger.propagate = True
 
 
 @pytest.fixture

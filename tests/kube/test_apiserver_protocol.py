@@ -2,31 +2,18 @@
 import json
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from kipvs.sources.api import list_all, read_cluster_api
-from tests.kube.apiserver import LocalAPIServer
+from tests.kube.conftest import api_client
 from tests.unit.k8s import ep, eps, node, svc
 
 
-@pytest.fixture
-def api(tmp_path):
-    server = LocalAPIServer().start()
-    yield server
-    server.stop()
-
-
-def official_client(api, tmp_path):
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=api.kubeconfig(tmp_path / "kubeconfig"), client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
-def test_typed_lists_through_the_official_client(api, tmp_path):
+def test_typed_lists_through_the_api_client(api, tmp_path):
     api.store.apply(svc("web"))
     api.store.apply(eps("web", [ep("10.1.0.5")]))
     api.store.apply(node("node-a", "192.168.1.10"))
-    core = client.CoreV1Api(official_client(api, tmp_path))
+    core = client.CoreV1Api(api_client(api, tmp_path))
     services = core.list_service_for_all_namespaces()
     assert [s.metadata.name for s in services.items] == ["web"]
     assert services.items[0].spec.cluster_ip == "10.96.0.10"
@@ -39,7 +26,7 @@ def test_typed_lists_through_the_official_client(api, tmp_path):
 def test_paged_list_is_one_snapshot_and_read_cluster_api_reads_all(api, tmp_path):
     for i in range(1203):
         api.store.apply(svc(f"s{i:04}", cluster_ips=(f"10.96.{i // 250}.{i % 250 + 1}",)))
-    core = client.CoreV1Api(official_client(api, tmp_path))
+    core = client.CoreV1Api(api_client(api, tmp_path))
     first = core.list_service_for_all_namespaces(limit=500)
     api.store.apply(svc("zzz-late"))  # written mid-list: not in this snapshot
     items, rv = list_all(core.list_service_for_all_namespaces, "Service", "v1", 10)
@@ -53,7 +40,7 @@ def test_paged_list_is_one_snapshot_and_read_cluster_api_reads_all(api, tmp_path
 def test_stale_continue_token_is_410(api, tmp_path):
     for i in range(3):
         api.store.apply(svc(f"s{i}"))
-    core = client.CoreV1Api(official_client(api, tmp_path))
+    core = client.CoreV1Api(api_client(api, tmp_path))
     first = core.list_service_for_all_namespaces(limit=1)
     api.store.compact()
     with pytest.raises(client.ApiException) as info:
@@ -66,7 +53,7 @@ def test_watch_replays_then_streams_with_bookmarks(api, tmp_path):
     rv = api.store.apply(svc("a"))["metadata"]["resourceVersion"]
     api.store.apply(svc("b"))
     api.store.delete("Service", "a", "default")
-    core = client.CoreV1Api(official_client(api, tmp_path))
+    core = client.CoreV1Api(api_client(api, tmp_path))
     resp = core.list_service_for_all_namespaces(watch=True, resource_version=rv, allow_watch_bookmarks=True,
                                                 timeout_seconds=1, _preload_content=False)
     events = [json.loads(line) for line in resp.stream(decode_content=True) for line in line.splitlines() if line]
@@ -79,7 +66,7 @@ def test_watch_from_before_compaction_is_410_expired(api, tmp_path):
     rv = api.store.apply(svc("a"))["metadata"]["resourceVersion"]
     api.store.apply(svc("b"))
     api.store.compact()
-    core = client.CoreV1Api(official_client(api, tmp_path))
+    core = client.CoreV1Api(api_client(api, tmp_path))
     resp = core.list_service_for_all_namespaces(watch=True, resource_version=rv, timeout_seconds=2,
                                                 _preload_content=False)
     event = json.loads(resp.data.decode().splitlines()[0])
@@ -89,7 +76,7 @@ def test_watch_from_before_compaction_is_410_expired(api, tmp_path):
 
 def test_injected_failures(api, tmp_path):
     api.store.fail_next(2, 429)
-    core = client.CoreV1Api(official_client(api, tmp_path))
+    core = client.CoreV1Api(api_client(api, tmp_path))
     for _ in range(2):
         with pytest.raises(client.ApiException) as info:
             core.list_node()
