@@ -32,6 +32,7 @@ class SyncResult:
     kernel: KernelFacts
     remaining: list[str] = field(default_factory=list)  # what still differs after applying
     seconds: float = 0.0
+    kernel_after: KernelFacts | None = None  # the kernel as verified at the end (None for a dry run)
 
     @property
     def converged(self) -> bool:
@@ -73,32 +74,34 @@ def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kerne
 
 
 def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
-              progress: Callable[[str], None] = lambda phase: None) -> SyncResult:
-    """`progress` hears each phase (a terminal shows it; elsewhere it is a log line)."""
+              progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None) -> SyncResult:
+    """`progress` hears each phase (a terminal shows it; elsewhere it is a log line). `known`: the
+    kernel as the previous sync verified it, to plan from without reading it again (watch mode)."""
     started = time.monotonic()
     progress("reading the kernel")
-    kernel = read_kernel_or_empty(runner)
+    kernel = known if known is not None else read_kernel_or_empty(runner)
     progress(f"planning {len(snapshot.services)} services")
     desired = compute(snapshot, node, options, kernel)
     plan = plan_sync(desired, kernel, options)
     if not plan.empty:
         progress(f"applying {len(plan.command_lines())} commands")
     runner.apply(plan.batches)
-    result = SyncResult(desired, plan, kernel)
+    result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel)
     if not runner.dry_run and not plan.empty:
         progress("verifying")
-        result.remaining = settle(runner, desired, kernel, options, plan)
+        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan)
         for line in result.remaining[:20]:
             log.error("still differs after sync: %s", line)
     result.seconds = time.monotonic() - started
     return result
 
 
-def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
+def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions,
+           plan: Plan) -> tuple[list[str], KernelFacts]:
     """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
     what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
     VIP as source, and that route must be repaired once it is there. Re-reads only what the
-    applied batches could change. Returns what still differs."""
+    applied batches could change. Returns what still differs, and the kernel as last read."""
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
     after = reread(runner, before, _tools(plan), _touched(plan))
@@ -110,10 +113,10 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
     for _ in range(SETTLE_ROUNDS):
         again = plan_sync(desired, after, options)
         if again.empty:
-            return []
+            return [], after
         runner.apply(again.batches)
         after = reread(runner, after, _tools(again), _touched(again))
-    return plan_sync(desired, after, options).command_lines()
+    return plan_sync(desired, after, options).command_lines(), after
 
 
 def _tools(plan: Plan) -> set[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from kipvs.commands.sync import NodeIdentity, SyncResult, sync_once
 from kipvs.config import ProxyOptions
 from kipvs.errors import KipvsError
+from kipvs.facts.kernel import KernelFacts
 from kipvs.lock import node_lock
 from kipvs.metrics import Metrics
 from kipvs.runner import Runner
@@ -62,6 +63,9 @@ class Watcher:
         self.stop = threading.Event()
         self.dirty = threading.Event()
         self.syncs: list[SyncResult] = []
+        # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
+        # of reading thousands of rules again; the periodic full resync reads the kernel for real.
+        self.verified: KernelFacts | None = None
         self.reflectors = [
             Reflector(r, self._changed, self.stop, settings.watch_timeout, settings.read_grace,
                       settings.request_timeout, Backoff(settings.backoff_initial, settings.backoff_cap))
@@ -78,17 +82,20 @@ class Watcher:
     def synced(self) -> bool:
         return all(r.synced.is_set() for r in self.reflectors)
 
-    def sync(self) -> SyncResult | None:
+    def sync(self, full: bool = True) -> SyncResult | None:
         lock = node_lock(self.settings.lock_file, self.settings.lock_timeout) if self.settings.lock_file \
             else nullcontext()
         started = time.monotonic()
         try:
             with lock:
-                result = sync_once(self.runner, self.snapshot(), self.node, self.options)
+                result = sync_once(self.runner, self.snapshot(), self.node, self.options,
+                                   known=None if full else self.verified)
         except KipvsError as exc:
             log.error("sync failed: %s", exc)
             self.metrics.observe_error()
+            self.verified = None
             return None
+        self.verified = result.kernel_after if result.converged else None
         desired = result.desired
         self.metrics.observe_sync(time.monotonic() - started, result.converged, len(result.plan.command_lines()),
                                   len({(o.namespace, o.name) for o in desired.origins.values()}),
@@ -118,8 +125,9 @@ class Watcher:
                 break
             self.dirty.clear()
             last_sync = time.monotonic()
-            self.sync()
-            if time.monotonic() >= next_full:
+            full = last_sync >= next_full
+            self.sync(full=full)
+            if full:
                 next_full = time.monotonic() + self.settings.sync_period
 
     def shutdown(self) -> None:

@@ -28,6 +28,7 @@ class SimKernel(Runner):
         self.routes: dict[str, str] = {}  # VIP -> prefsrc
         self.sysctls = {name: "0" for name in IPVS_SYSCTLS}
         self.batches: list[Batch] = []
+        self.reads: list[str] = []
 
     # --- reads ---
 
@@ -45,6 +46,7 @@ class SimKernel(Runner):
             return self.sysctls[name] + "\n" if name in self.sysctls else None
 
     def _read(self, key: str) -> str:
+        self.reads.append(key)
         if key == "ipvsadm -S -n":
             return self._rules()
         if key.startswith("ipvsadm -L -n --exact "):

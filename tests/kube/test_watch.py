@@ -161,3 +161,46 @@ def test_first_sync_waits_for_every_cache(api, tmp_path):
     watcher.shutdown()
     thread.join(5)
     assert watcher.syncs and len(kernel.services) == 5
+
+
+def test_event_syncs_plan_from_the_verified_kernel_and_full_resyncs_repair_drift(api, tmp_path):
+    import dataclasses
+    import threading
+
+    from kipvs.commands.watch import Watcher, api_resources
+    from tests.kube.conftest import NODE, OPTIONS, Running, api_client
+    from tests.kube.simkernel import SimKernel
+
+    seed(api.store)
+    kernel = SimKernel()
+    settings = dataclasses.replace(FAST, sync_period=1.5)
+    watcher = Watcher(api_resources(api_client(api, tmp_path)), kernel, NODE, OPTIONS, settings)
+    run = Running(watcher, kernel, api)
+    threading.Thread(target=watcher.run, daemon=True).start()
+    try:
+        run.wait_converged()
+        time.sleep(0.3)
+        reads_before, syncs_before = len(kernel.reads), len(watcher.syncs)
+        for obj in service(11):
+            api.store.apply(obj)
+        deadline = time.monotonic() + 10
+        while not ("-A -t 10.96.0.12:80" in kernel._rules() and any(
+                "10.96.0.12" in line for r in watcher.syncs[syncs_before:] for line in r.plan.command_lines())) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reads = kernel.reads[reads_before:]  # only the watcher's reads: the test has not read yet
+        # The event sync planned from the verified kernel and checked only the service it changed.
+        assert "ipvsadm -L -n --exact -t 10.96.0.12:80" in reads
+        assert reads.count("ipvsadm -S -n") <= 1, reads  # at most one periodic full resync in between
+        assert len(watcher.syncs) > syncs_before
+        run.wait_converged()
+        # Someone deletes a virtual server by hand: the periodic full resync puts it back.
+        with kernel.lock:
+            key = ("tcp", "10.96.0.1", 80)
+            del kernel.services[key], kernel.real[key]
+        deadline = time.monotonic() + 10
+        while ("tcp", "10.96.0.1", 80) not in kernel.services and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ("tcp", "10.96.0.1", 80) in kernel.services
+    finally:
+        watcher.shutdown()
