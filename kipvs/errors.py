@@ -8,7 +8,6 @@ class ExitStatus(IntEnum):
     OK = 0
     DRIFT = 1  # the kernel does not match what was wanted (or `show --check` found drift)
     ERROR = 2  # could not do the job: bad input, missing tool, no permission, API down
-    NOT_IMPLEMENTED = 3
 
 
 class KipvsError(Exception):
