@@ -56,17 +56,28 @@ def _real_server_line(op: str, vs: VirtualServer, rs: RealServer) -> str:
     return f"{op} {vs.service_args()} -r {host_port(rs.ip, rs.port)} {FORWARD_FLAG[rs.forward]} -w {rs.weight}"
 
 
-def plan_ipvs(desired: Desired, kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
+def unwanted(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> tuple[list[VirtualServer],
+                                                                                      list[VirtualServer]]:
+    """Kernel virtual servers the cluster does not want: (kipvs's own, which sync removes; the rest,
+    which nobody touches). Those of a broken Service's addresses are in neither: they are kept."""
     dummy_ips = owned_addresses(kernel.net, desired, options.interface)
     node_addresses = {a.ip for a in kernel.net.addresses if a.interface != options.interface} | \
         set(desired.node_ips.values())
-    wanted = {vs.key: vs for vs in desired.virtual_servers}
-    lines: list[str] = []
+    wanted = {vs.key for vs in desired.virtual_servers}
+    stale, foreign = [], []
     for vs in kernel.rules:
-        if vs.key not in wanted and is_owned(vs, dummy_ips, node_addresses, options) \
-                and vs.ip not in desired.protected_addresses:
-            lines.append(f"-D {vs.service_args()}")
-            plan.counts["virtual servers removed"] += 1
+        if vs.key in wanted:
+            continue
+        if not is_owned(vs, dummy_ips, node_addresses, options):
+            foreign.append(vs)
+        elif vs.ip not in desired.protected_addresses:
+            stale.append(vs)
+    return stale, foreign
+
+
+def plan_ipvs(desired: Desired, kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
+    lines = [f"-D {vs.service_args()}" for vs in unwanted(desired, kernel, options)[0]]
+    plan.counts["virtual servers removed"] += len(lines)
     current = {vs.key: vs for vs in kernel.rules}
     for vs in desired.virtual_servers:
         have = current.get(vs.key)

@@ -5,7 +5,7 @@ from kipvs.config import ProxyOptions
 from kipvs.commands.sync import NodeIdentity, compute
 from kipvs.facts.ipvsadm import READ_CONNECTIONS, READ_RATES, Counters, parse_connections, parse_rates
 from kipvs.facts.kernel import read_kernel
-from kipvs.plan import is_owned, owned_addresses, plan_sync
+from kipvs.plan import plan_sync, unwanted
 from kipvs.routes import check_routes
 from kipvs.runner import Runner
 from kipvs.sources import Snapshot
@@ -47,18 +47,16 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
             "persistent": vs.persistent, "state": state,
             "kernel_scheduler": have.scheduler if have else None,
             "real_servers": _real_server_rows(vs, have, desired, connections, rates)})
-    dummy_ips = owned_addresses(kernel.net, desired, options.interface)
-    node_addresses = {a.ip for a in kernel.net.addresses if a.interface != options.interface}
-    wanted = {vs.key for vs in desired.virtual_servers}
-    extra = [vs.label() for vs in kernel.rules
-             if vs.key not in wanted and is_owned(vs, dummy_ips, node_addresses, options)]
-    foreign = [vs.label() for vs in kernel.rules if vs.key not in wanted and vs.label() not in extra]
+    stale, foreign = unwanted(desired, kernel, options)
     present = {a.ip for a in kernel.net.addresses_on(options.interface) if not a.is_link_local}
-    routes = []
-    for check in check_routes([ip for ip in desired.addresses if ip in present], options.interface,
-                              desired.node_ips, kernel.net):
-        current = [r.prefsrc for r in kernel.net.local_routes if r.type == "local" and r.dst == check.vip]
-        routes.append({"address": check.vip, "src": current, "expected_src": check.node_ip, "ok": check.correct})
+    sources: dict[str, list] = {}
+    for route in kernel.net.local_routes:
+        if route.type == "local":
+            sources.setdefault(route.dst, []).append(route.prefsrc)
+    routes = [{"address": check.vip, "src": sources.get(check.vip, []), "expected_src": check.node_ip,
+               "ok": check.correct}
+              for check in check_routes([ip for ip in desired.addresses if ip in present], options.interface,
+                                        desired.node_ips, kernel.net)]
     plan = plan_sync(desired, kernel, options)
     return {
         "node": {"name": node.name, "ips": {f"ipv{k}": v for k, v in desired.node_ips.items()},
@@ -70,13 +68,13 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
                                         if v["state"] == "missing"],
             "different_virtual_servers": [v["address"] for s in services.values() for v in s["virtual_servers"]
                                           if v["state"] == "different"],
-            "extra_virtual_servers": extra,
+            "extra_virtual_servers": [vs.label() for vs in stale],
             "missing_addresses": [ip for ip in desired.addresses if ip not in present],
             "extra_addresses": sorted(present - set(desired.addresses)),
             "wrong_routes": [r["address"] for r in routes if not r["ok"]],
             "commands": plan.command_lines(),
         },
-        "foreign_virtual_servers": foreign,
+        "foreign_virtual_servers": [vs.label() for vs in foreign],
         "problems": [str(p) for p in desired.problems],
         "skipped": list(desired.skipped),
         "in_sync": plan.empty,

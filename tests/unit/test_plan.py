@@ -131,3 +131,16 @@ def test_edit_keeps_persistence_and_flags_in_the_line():
     plan = plan_sync(d, kernel(rules="-A -u 10.96.0.10:53 -s rr\n-a -u 10.96.0.10:53 -r 10.1.0.5:53 -m -w 1\n",
                                dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
     assert plan.command_lines() == ["ipvsadm -E -u 10.96.0.10:53 -s sh -b sh-fallback,sh-port -p 600"]
+
+
+def test_unwanted_splits_kipvs_own_from_foreign_and_keeps_protected():
+    from kipvs.plan import unwanted
+
+    k = kernel(rules=WEB_RULES + FOREIGN, dummy_ips=("10.96.0.10", "10.96.0.77"), routes_src=FIXED)
+    stale, foreign = unwanted(web(), k, OPTS)
+    assert [vs.label() for vs in stale] == ["TCP 192.168.123.249:30500", "TCP 10.96.0.77:80"]
+    assert [vs.label() for vs in foreign] == ["TCP 10.10.10.10:80", "TCP 192.168.123.249:22", "FWM 42"]
+    broken = build_desired(snapshot(svc("web", cluster_ips=("10.96.0.77",), ports=[{"name": "x", "port": 0}])),
+                           "node3", NODE_IPS, OPTS)
+    stale, _ = unwanted(broken, k, OPTS)
+    assert "TCP 10.96.0.77:80" not in [vs.label() for vs in stale]  # a broken Service's state is kept
