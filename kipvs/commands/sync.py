@@ -96,6 +96,11 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     return result
 
 
+# How long to wait for IPv6's deferred local route of a new address, and how many repair rounds follow.
+KERNEL_ROUTE_WAIT = 3.0
+SETTLE_ROUNDS = 1
+
+
 def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions,
            plan: Plan) -> tuple[list[str], KernelFacts]:
     """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
@@ -125,10 +130,6 @@ def _tools(plan: Plan) -> set[str]:
 
 def _touched(plan: Plan) -> set[tuple]:
     return {service_key_of_line(line) for batch in plan.batches if batch.tool == "ipvsadm" for line in batch.lines}
-
-
-KERNEL_ROUTE_WAIT = 3.0
-SETTLE_ROUNDS = 1
 
 
 def _kernel_made_routes(kernel: KernelFacts, addresses: set[str]) -> set[str]:

@@ -27,17 +27,8 @@ def split_json_documents(text: str) -> list[list]:
         documents.append(document)
 
 
-def _load(text: str) -> list[dict]:
-    text = text.strip()
-    return json.loads(text) if text else []
-
-
-def parse_addresses(text: str) -> tuple[list[InterfaceAddress], set[str], set[str]]:
-    """Addresses, interface names and the names of interfaces that are up, from `ip -j addr show`."""
-    return parse_links(_load(text))
-
-
 def parse_links(links: list[dict]) -> tuple[list[InterfaceAddress], set[str], set[str]]:
+    """Addresses, interface names and the names of interfaces that are up, from `ip -j addr show`."""
     addresses, interfaces, up = [], set(), set()
     for link in links:
         name = link.get("ifname")
@@ -56,18 +47,10 @@ def parse_links(links: list[dict]) -> tuple[list[InterfaceAddress], set[str], se
     return addresses, interfaces, up
 
 
-def parse_local_routes(text: str) -> list[LocalRoute]:
-    return parse_route_list(_load(text))
-
-
 def parse_route_list(routes: list[dict]) -> list[LocalRoute]:
     return [LocalRoute(type=r.get("type", "unicast"), dst=r["dst"], dev=r.get("dev"), prefsrc=r.get("prefsrc"),
                        protocol=r.get("protocol"), scope=r.get("scope"), metric=int(r.get("metric", 0)))
             for r in routes if "dst" in r]
-
-
-def parse_default_routes(text: str, family: int) -> list[DefaultRoute]:
-    return default_route_list(_load(text), family)
 
 
 def default_route_list(routes: list[dict], family: int) -> list[DefaultRoute]:

@@ -28,23 +28,6 @@ def split_host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _service_key(tokens: list[str]) -> tuple[str, str, int]:
-    for i, token in enumerate(tokens):
-        proto = _PROTOCOL_OF_FLAG.get(token)
-        if proto == "fwmark":
-            return ("fwmark", "", int(tokens[i + 1]))
-        if proto:
-            return (proto, *split_host_port(tokens[i + 1]))
-    raise ValueError(f"no service in ipvsadm line: {' '.join(tokens)}")
-
-
-def _option(tokens: list[str], *names: str) -> str | None:
-    for i, token in enumerate(tokens[:-1]):
-        if token in names:
-            return tokens[i + 1]
-    return None
-
-
 _VALUED = {"-s", "--scheduler", "-b", "--sched-flags", "-p", "--persistent", "-M", "--netmask", "-r",
            "--real-server", "-w", "--weight", "--pe", "--tun-type", "--tun-port", "-x", "-y"}
 
@@ -67,6 +50,15 @@ def _fields(tokens: list[str]) -> dict[str, str]:
     return fields
 
 
+def parse_line(tokens: list[str]) -> tuple[tuple[str, str, int], dict[str, str]]:
+    """The service key and the options of one ipvsadm line (its first token, the operation, aside)."""
+    fields = _fields(tokens)
+    proto = _PROTOCOL_OF_FLAG[fields["proto"]]
+    if proto == "fwmark":
+        return ("fwmark", "", int(fields["service"])), fields
+    return (proto, *split_host_port(fields["service"])), fields
+
+
 def parse_rules(text: str) -> list[VirtualServer]:
     """`ipvsadm -S -n` output (the same lines `ipvsadm -R` takes) into virtual servers, in kernel order."""
     services: dict[tuple[str, str, int], VirtualServer] = {}
@@ -75,10 +67,7 @@ def parse_rules(text: str) -> list[VirtualServer]:
         tokens = line.split()  # ipvsadm never quotes: split() is exact and much faster than shlex
         if not tokens:
             continue
-        fields = _fields(tokens)
-        proto = _PROTOCOL_OF_FLAG[fields["proto"]]
-        key = ("fwmark", "", int(fields["service"])) if proto == "fwmark" else \
-            (proto, *split_host_port(fields["service"]))
+        key, fields = parse_line(tokens)
         if tokens[0] in ("-A", "--add-service"):
             flags = fields.get("-b") or fields.get("--sched-flags")
             persistent = fields.get("-p", fields.get("--persistent"))
@@ -166,7 +155,7 @@ def parse_listing(text: str) -> list[VirtualServer]:
 
 def service_key_of_line(line: str) -> tuple[str, str, int]:
     """The service an `ipvsadm -R` line acts on."""
-    return _service_key(line.split())
+    return parse_line(line.split())[0]
 
 
 def read_services(runner: Runner, keys: set[tuple[str, str, int]]) -> dict[tuple, VirtualServer | None]:

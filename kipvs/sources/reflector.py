@@ -13,8 +13,7 @@ import json
 import logging
 import random
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from kipvs.sources.api import list_all

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 
-from kipvs.facts.ipvsadm import _service_key, _option, split_host_port
+from kipvs.facts.ipvsadm import parse_line, split_host_port
 from kipvs.facts.kernel import IPVS_SYSCTLS
 from kipvs.model import RealServer, VirtualServer
 from kipvs.runner import Batch, Result, Runner
@@ -50,7 +50,7 @@ class SimKernel(Runner):
         if key == "ipvsadm -S -n":
             return self._rules()
         if key.startswith("ipvsadm -L -n --exact "):
-            return self._listing(_service_key(key.split()[3:]))
+            return self._listing(parse_line(key.split()[3:])[0])
         if key == "ip -j addr show":
             links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
                 {"family": "inet", "local": NODE_IP, "prefixlen": 24, "scope": "global"}]}]
@@ -106,12 +106,12 @@ class SimKernel(Runner):
         return results
 
     def _ipvsadm(self, tokens):
-        key = _service_key(tokens)
+        key, fields = parse_line(tokens)
         op = tokens[0]
         if op in ("-A", "-E"):
-            flags = _option(tokens, "-b")
-            persistent = _option(tokens, "-p")
-            self.services[key] = VirtualServer(*key, scheduler=_option(tokens, "-s"),
+            flags = fields.get("-b")
+            persistent = fields.get("-p")
+            self.services[key] = VirtualServer(*key, scheduler=fields["-s"],
                                                flags=tuple(flags.split(",")) if flags else (),
                                                persistent=int(persistent) if persistent else None)
             self.real.setdefault(key, {})
@@ -119,11 +119,11 @@ class SimKernel(Runner):
             self.services.pop(key)
             self.real.pop(key)
         else:
-            ip, port = split_host_port(_option(tokens, "-r"))
+            ip, port = split_host_port(fields["-r"])
             if op == "-d":
                 del self.real[key][(ip, port)]
             else:
-                self.real[key][(ip, port)] = RealServer(ip, port, int(_option(tokens, "-w")))
+                self.real[key][(ip, port)] = RealServer(ip, port, int(fields["-w"]))
 
     def _ip(self, tokens):
         if tokens[:2] == ["link", "add"]:

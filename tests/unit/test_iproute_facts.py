@@ -1,5 +1,6 @@
-from kipvs.facts.iproute import (parse_addresses, parse_default_routes, parse_local_routes, read_net_facts,
-                                 split_json_documents)
+import json
+
+from kipvs.facts.iproute import default_route_list, parse_links, parse_route_list, read_net_facts, split_json_documents
 from kipvs.model import LocalRoute
 from tests.unit.fakes import RecordingRunner, fixture_outputs
 
@@ -8,7 +9,7 @@ AFTER = fixture_outputs("node-after-fix")
 
 
 def test_addresses_of_every_interface_with_flags():
-    addresses, interfaces, up = parse_addresses(BEFORE["ip -j addr show"])
+    addresses, interfaces, up = parse_links(json.loads(BEFORE["ip -j addr show"]))
     assert {"lo", "eth0", "kube-dummy-if", "other0"} == interfaces == up
     eth0 = [(a.ip, a.family, a.secondary) for a in addresses if a.interface == "eth0" and a.scope == "global"]
     assert eth0 == [("192.168.123.249", 4, False), ("192.168.123.77", 4, True), ("fd00:123::249", 6, False)]
@@ -18,17 +19,17 @@ def test_addresses_of_every_interface_with_flags():
 
 
 def test_local_routes_ipv4_and_ipv6_with_metrics():
-    v4 = parse_local_routes(BEFORE["ip -j -4 route show table local"])
+    v4 = parse_route_list(json.loads(BEFORE["ip -j -4 route show table local"]))
     assert LocalRoute("local", "10.254.0.1", "kube-dummy-if", "10.254.0.1", "kernel", "host", 0) in v4
-    v6_after = parse_local_routes(AFTER["ip -j -6 route show table local"])
+    v6_after = parse_route_list(json.loads(AFTER["ip -j -6 route show table local"]))
     vip = [r for r in v6_after if r.dst == "fd00:254::10"]
     assert vip == [LocalRoute("local", "fd00:254::10", "kube-dummy-if", "fd00:123::249", "kernel", None, 1024)]
 
 
 def test_default_routes_per_family():
-    assert parse_default_routes(BEFORE["ip -j -4 route show default"], 4)[0].dev == "eth0"
-    assert parse_default_routes(BEFORE["ip -j -6 route show default"], 6)[0].gateway == "fd00:123::1"
-    assert parse_default_routes("", 4) == []
+    assert default_route_list(json.loads(BEFORE["ip -j -4 route show default"]), 4)[0].dev == "eth0"
+    assert default_route_list(json.loads(BEFORE["ip -j -6 route show default"]), 6)[0].gateway == "fd00:123::1"
+    assert default_route_list([], 4) == []
 
 
 def test_read_net_facts_costs_two_processes():
