@@ -1,9 +1,12 @@
 """Prometheus metrics and /healthz for `kipvs watch`, in the text exposition format (no extra dependency)."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from kipvs.errors import ConfigError
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -79,9 +82,14 @@ class Metrics:
             return "\n".join(lines) + "\n"
 
 
-def serve(metrics: Metrics, address: str, max_age: float) -> ThreadingHTTPServer:
-    """/metrics, and /healthz: 200 while the last converged sync is younger than `max_age` seconds."""
-    host, _, port = address.rpartition(":")
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def serve(metrics: Metrics, address: tuple[str, int], max_age: float) -> ThreadingHTTPServer:
+    """/metrics, and /healthz: 200 while the last converged sync is younger than `max_age` seconds.
+    `address`: (host, port) as `config.parse_listen_address` gives it; an IPv6 host listens on IPv6."""
+    host, port = address
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):
@@ -106,7 +114,11 @@ def serve(metrics: Metrics, address: str, max_age: float) -> ThreadingHTTPServer
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), Handler)
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    try:
+        server = server_class((host, port), Handler)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-addr {host}:{port}: cannot listen: {exc.strerror}") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -70,7 +70,7 @@ def unwanted(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> tu
             continue
         if not is_owned(vs, dummy_ips, node_addresses, options):
             foreign.append(vs)
-        elif vs.ip not in desired.protected_addresses:
+        elif vs.ip not in desired.protected_addresses and not desired.hold_removals:
             stale.append(vs)
     return stale, foreign
 
@@ -133,7 +133,8 @@ def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, 
         lines += check.lines
     plan.counts["routes fixed"] += sum(1 for c in checks if c.lines)
     wanted = set(desired.addresses)
-    stale = [a for ip, a in present.items() if ip not in wanted and ip not in desired.protected_addresses]
+    stale = [] if desired.hold_removals else \
+        [a for ip, a in present.items() if ip not in wanted and ip not in desired.protected_addresses]
     for address in stale:
         lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
         # The kernel removes only the local route it made; the one with the node IP as source stays behind.

@@ -27,3 +27,14 @@ def snapshot_from_objects(objects: list[dict], origin: str) -> Snapshot:
         if field:
             buckets[field].append(obj)
     return Snapshot(tuple(buckets["services"]), tuple(buckets["endpoint_slices"]), tuple(buckets["nodes"]), origin)
+
+
+def load_snapshot(cluster_file: str | None, kubeconfig: str | None, api_timeout: float) -> Snapshot:
+    """From a dump when `cluster_file` is given, else from the API (the client is imported only then)."""
+    if cluster_file:
+        from kipvs.sources.file import read_cluster_file
+
+        return read_cluster_file(cluster_file)
+    from kipvs.sources.api import load_client_config, read_cluster_api
+
+    return read_cluster_api(load_client_config(kubeconfig), api_timeout)

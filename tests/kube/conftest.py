@@ -4,7 +4,7 @@ import time
 import pytest
 from kubernetes import client, config
 
-from kipvs.commands.sync import NodeIdentity, compute
+from kipvs.reconcile import NodeIdentity, compute
 from kipvs.commands.watch import Watcher, WatchSettings, api_resources
 from kipvs.config import ProxyOptions
 from kipvs.facts.kernel import read_kernel
@@ -53,7 +53,7 @@ class Running:
         started = time.monotonic()
         deadline = started + seconds
         while time.monotonic() < deadline:
-            if self.watcher.syncs and self.converged() and not self.watcher.dirty.is_set():
+            if self.watcher.sync_count and self.converged() and not self.watcher.dirty.is_set():
                 return time.monotonic() - started
             time.sleep(0.05)
         raise AssertionError(f"not converged after {seconds}s")

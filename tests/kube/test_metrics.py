@@ -14,7 +14,7 @@ def get(url):
 
 
 def test_metrics_and_healthz_follow_the_syncs(api, running):
-    server = serve(running.watcher.metrics, "127.0.0.1:0", max_age=60)
+    server = serve(running.watcher.metrics, ("127.0.0.1", 0), max_age=60)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     seed(api.store)
     running.wait_converged()
@@ -30,7 +30,7 @@ def test_metrics_and_healthz_follow_the_syncs(api, running):
 
 def test_healthz_fails_before_the_first_sync_and_when_stale():
     metrics = Metrics()
-    server = serve(metrics, "127.0.0.1:0", max_age=0.0)
+    server = serve(metrics, ("127.0.0.1", 0), max_age=0.0)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     assert get(base + "/healthz") == (503, "no converged sync yet\n")
     metrics.observe_sync(0.01, True, 3, 1, 1, 1)
