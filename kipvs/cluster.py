@@ -263,7 +263,9 @@ def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
     r, meta, namespace, name = _identity("Service", obj, problems)
     labels = r.string_map(meta.get("labels"), "metadata.labels")
     annotations = r.string_map(meta.get("annotations"), "metadata.annotations")
-    created = meta.get("creationTimestamp") if isinstance(meta.get("creationTimestamp"), str) else ""
+    created = meta.get("creationTimestamp")
+    # JSON gives a string; YAML loads the same timestamp as a datetime.
+    created = created if isinstance(created, str) else created.isoformat() if hasattr(created, "isoformat") else ""
     spec_raw = obj.get("spec")
     spec = r.map(spec_raw, "spec")
     status = r.map(obj.get("status"), "status")

@@ -237,7 +237,7 @@ def _precedence(service: ServiceSpec) -> tuple:
 def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
                   local_ips: list[str] | None = None) -> Desired:
     """`local_ips`: this host's addresses outside the dummy interface (for --nodeport-bindon-all-ip)."""
-    problems: list[Problem] = []
+    problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems)
