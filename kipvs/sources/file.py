@@ -104,16 +104,27 @@ def parse_cluster_text(text: str, origin: str) -> Snapshot:
     return snapshot
 
 
+def _read_limited(stream) -> bytes:
+    """Up to MAX_BYTES + 1 bytes, in chunks: read(n) would allocate n bytes up front."""
+    chunks, total = [], 0
+    while total <= MAX_BYTES:
+        chunk = stream.read(min(1 << 20, MAX_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk if isinstance(chunk, bytes) else chunk.encode())
+        total += len(chunks[-1])
+    return b"".join(chunks)
+
+
 def _read_bytes(path: str, origin: str) -> bytes:
     try:
         if path == "-":
             if sys.stdin is None or sys.stdin.closed:
                 raise ClusterUnavailable("cannot read cluster file stdin: it is closed")
-            stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
-            data = stream.read(MAX_BYTES + 1) if stream else sys.stdin.read(MAX_BYTES + 1).encode()
+            data = _read_limited(getattr(sys.stdin, "buffer", sys.stdin))
         else:
             with open(path, "rb") as f:
-                data = f.read(MAX_BYTES + 1)
+                data = _read_limited(f)
     except OSError as exc:
         raise ClusterUnavailable(f"cannot read cluster file {origin}: {exc.strerror or exc}") from None
     except (ValueError, UnicodeError) as exc:  # a closed or text-only stream
