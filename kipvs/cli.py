@@ -13,7 +13,7 @@ import typer
 from kipvs import __version__
 from kipvs.cli_options import (INTERFACE, PROXY, RUN, SOURCE, Output, command, configure_logging,
                                current_environment)
-from kipvs.config import ProxyOptions, RunOptions, SourceOptions, parse_node_ips
+from kipvs.config import ProxyOptions, RunOptions, SourceOptions, parse_interface, parse_node_ips
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus
 
@@ -62,7 +62,7 @@ def fix_routes_command(
     """
     from kipvs.commands.fix_routes import run_fix_routes
 
-    return run_fix_routes(env, interface, parse_node_ips(node_ip or []), run)
+    return run_fix_routes(env, parse_interface(interface), parse_node_ips(node_ip or []), run)
 
 
 @command(app, "sync", SOURCE, PROXY, RUN)

@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_cidrs, parse_node_ips,
-                          parse_port_range, parse_scheduler, parse_seconds)
+from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_cidrs, parse_interface,
+                          parse_node_ips, parse_port_range, parse_scheduler, parse_seconds)
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError, PermissionDenied
 
@@ -79,15 +79,20 @@ PROXY = Group("options", (
     Param("excluded_cidrs", Optional[list[str]], _option(
         None, "--excluded-cidrs", envvar="KIPVS_EXCLUDED_CIDRS",
         help="CIDRs kipvs never touches, even on its own interface (repeatable or comma-separated).")),
+    Param("service_cluster_ip_range", Optional[list[str]], _option(
+        None, "--service-cluster-ip-range", envvar="KIPVS_SERVICE_CLUSTER_IP_RANGE",
+        help="The cluster's Service CIDRs (repeatable): external and load-balancer IPs inside them are "
+             "refused, so they can never shadow a ClusterIP.")),
 ), lambda v: ProxyOptions(
-    interface=v.get("interface", "kube-dummy-if"),
+    interface=parse_interface(v.get("interface", "kube-dummy-if")),
     scheduler=parse_scheduler(v.get("scheduler", "rr")),
     node_port_range=parse_port_range(v.get("service_node_port_range", "30000-32767")),
     nodeport_bindon_all_ip=v.get("nodeport_bindon_all_ip", False),
     external_ip_ranges=parse_cidrs(v.get("service_external_ip_range") or [], "--service-external-ip-range"),
     loadbalancer_ip_ranges=parse_cidrs(v.get("loadbalancer_ip_range") or [], "--loadbalancer-ip-range"),
     strict_external_ip_validation=v.get("strict_external_ip_validation", True),
-    excluded_cidrs=parse_cidrs(v.get("excluded_cidrs") or [], "--excluded-cidrs")))
+    excluded_cidrs=parse_cidrs(v.get("excluded_cidrs") or [], "--excluded-cidrs"),
+    cluster_ip_ranges=parse_cidrs(v.get("service_cluster_ip_range") or [], "--service-cluster-ip-range")))
 
 SOURCE = Group("source", (
     Param("cluster_file", Optional[str], _option(

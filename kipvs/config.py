@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from kipvs.errors import ConfigError
@@ -26,6 +27,7 @@ class ProxyOptions:
     loadbalancer_ip_ranges: tuple[Network, ...] = ()
     strict_external_ip_validation: bool = True
     excluded_cidrs: tuple[Network, ...] = ()
+    cluster_ip_ranges: tuple[Network, ...] = ()
     proxy_names: frozenset[str] = frozenset({"kipvs", "kube-router"})
 
     def excluded(self, ip: str) -> bool:
@@ -44,6 +46,16 @@ def parse_cidrs(values: list[str], option: str) -> tuple[Network, ...]:
             except ValueError:
                 raise ConfigError(f"{option} {part!r} is not a CIDR") from None
     return tuple(networks)
+
+
+INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def parse_interface(value: str) -> str:
+    """A Linux interface name kipvs may create: 1-15 bytes of [A-Za-z0-9_.-] (it goes into `ip -batch`)."""
+    if not INTERFACE_NAME.match(value) or value in (".", ".."):
+        raise ConfigError(f"--interface {value!r}: expected 1-15 characters of A-Z a-z 0-9 _ . -")
+    return value
 
 
 def parse_port_range(value: str) -> tuple[int, int]:

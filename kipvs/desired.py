@@ -66,6 +66,20 @@ class Desired:
     skipped: tuple[str, ...] = ()
 
 
+def unusable_reason(ip: str, host_addresses: frozenset[str]) -> str | None:
+    """Why an address can never be a service address on this node (None when it can be)."""
+    if ip in host_addresses:
+        return "is one of this host's own addresses"
+    address = ipaddress.ip_address(ip)
+    for test, what in ((address.is_loopback, "loopback"), (address.is_unspecified, "unspecified"),
+                       (address.is_multicast, "multicast"), (address.is_link_local, "link-local")):
+        if test:
+            return f"is a {what} address"
+    if ip == "255.255.255.255":
+        return "is the broadcast address"
+    return None
+
+
 def node_ips_from_objects(nodes, node_name: str) -> dict[int, str]:
     """InternalIP addresses of this node's Node object, one per family."""
     return node_ips_of(find_node(nodes, node_name), [])
@@ -85,8 +99,9 @@ class _Placement:
 
 class _Expander:
     def __init__(self, node_name: str, node_ips: dict[int, str], local_ips: list[str], options: ProxyOptions,
-                 endpoints: EndpointIndex, problems: list[Problem]):
+                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str]):
         self.node_name = node_name
+        self.host_addresses = host_addresses | frozenset(node_ips.values())
         self.node_ips = node_ips
         self.local_ips = local_ips
         self.options = options
@@ -127,10 +142,29 @@ class _Expander:
             return scheduler, ()
         return scheduler, tuple(dict.fromkeys(names[p] for p in parts if names[p]))
 
+    def usable_cluster_ips(self, service: ServiceSpec) -> list[str]:
+        usable = []
+        for i, ip in enumerate(service.cluster_ips):
+            reason = unusable_reason(ip, self.host_addresses)
+            if reason:
+                self.problem(service, f"spec.clusterIPs[{i}]", f"{ip} {reason}; skipped")
+            else:
+                usable.append(ip)
+        return usable
+
     def allowed_externals(self, service: ServiceSpec) -> list[tuple[str, str]]:
-        """Policy: external and LB IPs only inside their ranges (CVE-2020-8554)."""
+        """Policy: never a host or special address, never inside the cluster IP range (it would shadow
+        a ClusterIP), and only inside their ranges (CVE-2020-8554)."""
         allowed = []
         for external in service.externals:
+            reason = unusable_reason(external.ip, self.host_addresses)
+            if reason:
+                self.problem(service, external.field, f"{external.ip} {reason}; skipped")
+                continue
+            if any(ipaddress.ip_address(external.ip) in n for n in self.options.cluster_ip_ranges):
+                self.problem(service, external.field,
+                             f"{external.ip} is inside --service-cluster-ip-range; skipped")
+                continue
             ranges = self.options.external_ip_ranges if external.kind == "ExternalIP" \
                 else self.options.loadbalancer_ip_ranges
             if self.options.strict_external_ip_validation and \
@@ -167,13 +201,14 @@ class _Expander:
     def placements(self, service: ServiceSpec) -> tuple[list[_Placement], list[_Placement], list[_Placement]]:
         """What one Service asks for: (cluster IP, external/LB IP, NodePort) virtual servers."""
         external_local = service.external_local or service.annotations.get(LOCAL_ANNOTATION, "").lower() == "true"
+        cluster_ips = self.usable_cluster_ips(service)
         externals = self.allowed_externals(service)
         families = sorted({family_of(ip) for ip in service.cluster_ips})
         node_ports_apply = service.type in ("NodePort", "LoadBalancer")
         cluster, external, node_port = [], [], []
         for port in service.ports:
             cluster += [_Placement(service, port, ip, port.port, "ClusterIP", service.internal_local)
-                        for ip in service.cluster_ips]
+                        for ip in cluster_ips]
             external += [_Placement(service, port, ip, port.port, kind, external_local) for ip, kind in externals]
             if node_ports_apply and port.node_port is not None:
                 low, high = self.options.node_port_range
@@ -235,12 +270,14 @@ def _precedence(service: ServiceSpec) -> tuple:
 
 
 def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
-                  local_ips: list[str] | None = None) -> Desired:
-    """`local_ips`: this host's addresses outside the dummy interface (for --nodeport-bindon-all-ip)."""
+                  local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset()) -> Desired:
+    """`local_ips`: this host's global addresses outside the dummy interface (for --nodeport-bindon-all-ip);
+    `host_addresses`: every address of this host outside the dummy interface (never a service address)."""
     problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]
-    expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems)
+    expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
+                         host_addresses)
     expander.expand(services)
     return Desired(
         virtual_servers=tuple(expander.servers.values()),

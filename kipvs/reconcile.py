@@ -1,6 +1,7 @@
 """The core sync step shared by `sync`, `show` and `watch`: node identity, desired state, plan, apply, verify."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -83,13 +84,33 @@ def node_ips_for(node: NodeIdentity, snapshot: Snapshot, kernel: KernelFacts,
     return chosen
 
 
+def host_addresses(net, options: ProxyOptions) -> frozenset[str]:
+    """This host's own addresses (and its IPv4 subnets' broadcast addresses), outside kipvs's interface."""
+    found = set()
+    for address in net.addresses:
+        if address.interface == options.interface:
+            continue
+        found.add(address.ip)
+        if address.family == 4 and address.prefixlen < 31:
+            found.add(str(ipaddress.ip_network(f"{address.ip}/{address.prefixlen}", strict=False).broadcast_address))
+    return frozenset(found)
+
+
+def check_interface(kernel: KernelFacts, interface: str) -> None:
+    """kipvs adds and deletes addresses and links only on a dummy interface of its own."""
+    kind = kernel.net.kinds.get(interface)
+    if kernel.readable and interface in kernel.net.interfaces and kind != "dummy":
+        raise ConfigError(f"--interface {interface} exists and is not a dummy interface "
+                          f"({kind or 'a network device'}): refusing to manage its addresses")
+
+
 def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
     """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
     node_problems: list = []
     node_ips = node_ips_for(node, snapshot, kernel, node_problems)
     local_ips = [a.ip for a in kernel.net.addresses
                  if a.interface not in (options.interface, "lo") and a.scope == "global"]
-    desired = build_desired(snapshot, node.name, node_ips, options, local_ips)
+    desired = build_desired(snapshot, node.name, node_ips, options, local_ips, host_addresses(kernel.net, options))
     if node_problems:
         desired = replace(desired, problems=tuple(node_problems) + desired.problems)
     for family in sorted({family_of(ip) for ip in desired.addresses} - set(node_ips)):
@@ -105,6 +126,7 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     started = time.monotonic()
     progress("reading the kernel")
     kernel = known if known is not None else read_kernel_or_empty(runner)
+    check_interface(kernel, options.interface)
     progress(f"planning {len(snapshot.services)} services")
     desired = compute(snapshot, node, options, kernel)
     plan = plan_sync(desired, kernel, options)
@@ -164,6 +186,7 @@ def _kernel_made_routes(kernel: KernelFacts, addresses: set[str]) -> set[str]:
 def remove_owned(runner: Runner, options: ProxyOptions) -> tuple[Plan, list[str]]:
     """`cleanup` (and `watch --cleanup-on-exit`): returns the plan and what is still there afterwards."""
     kernel = read_kernel_or_empty(runner)
+    check_interface(kernel, options.interface)
     plan = plan_cleanup(kernel, options)
     runner.apply(plan.batches)
     if runner.dry_run or plan.empty:

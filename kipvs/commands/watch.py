@@ -113,7 +113,8 @@ class Watcher:
         desired = result.desired
         self.metrics.observe_sync(time.monotonic() - started, result.converged, len(result.plan.command_lines()),
                                   len({(o.namespace, o.name) for o in desired.origins.values()}),
-                                  len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers))
+                                  len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers),
+                                  len(result.remaining))
         self.last_result = result
         self.sync_count += 1
         self.problem_log.update(result.desired.problems)

@@ -14,7 +14,7 @@ def test_fixes_wrong_routes_in_one_batch_and_verifies():
     report = fix_routes(runner, "kube-dummy-if", [])
     assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 4
     assert (report.checked, report.fixed, report.already_correct, report.failed) == (3, 3, 0, [])
-    assert runner.reads.count("ip -j -batch -") == 2  # read, then verified
+    assert runner.reads.count("ip -j -d -batch -") == 2  # read, then verified
 
 
 def test_converged_node_runs_nothing():
