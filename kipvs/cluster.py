@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kipvs.model import canonical_ip
 
@@ -291,8 +292,9 @@ def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
 # --- EndpointSlices -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    """One endpoint address (a NamedTuple: a large cluster builds hundreds of thousands of these)."""
+
     ip: str
     node: str
     pod: str
@@ -321,28 +323,47 @@ FAMILY_OF_TYPE = {"IPv4": 4, "IPv6": 6}
 
 
 def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
+    # The hot loop of a large cluster (every endpoint of every slice): well-typed fields take the
+    # direct path, and only a mismatch goes through the Reader.
     if not isinstance(raw, dict):
         r.problem(path, f"expected an endpoint, got {shown(raw)}")
         return None
-    addresses = r.list(raw.get("addresses"), f"{path}.addresses")
+    addresses = raw.get("addresses")
+    if not isinstance(addresses, list):
+        addresses = r.list(addresses, f"{path}.addresses")
     if not addresses:
         r.problem(f"{path}.addresses", "no address; skipped")
         return None
-    ip = r.ip(addresses[0], f"{path}.addresses[0]")
+    ip = canonical_ip(addresses[0])
     if ip is None:
+        r.ip(addresses[0], f"{path}.addresses[0]")
         return None
     if (6 if ":" in ip else 4) != family:
         r.problem(f"{path}.addresses[0]", f"{ip} is not an IPv{family} address (addressType); skipped")
         return None
-    conditions = r.map(raw.get("conditions"), f"{path}.conditions")
-    ready = r.bool(conditions.get("ready"), f"{path}.conditions.ready")
-    serving = r.bool(conditions.get("serving"), f"{path}.conditions.serving")
-    terminating = r.bool(conditions.get("terminating"), f"{path}.conditions.terminating")
+    conditions = raw.get("conditions")
+    if not isinstance(conditions, dict):
+        conditions = r.map(conditions, f"{path}.conditions")
+    flags = []
+    for name in ("ready", "serving", "terminating"):
+        value = conditions.get(name)
+        flags.append(value if value is None or isinstance(value, bool) else
+                     r.bool(value, f"{path}.conditions.{name}"))
+    ready, serving, terminating = flags
     # The API's rule: an unset `ready` means ready; an unset `serving` follows `ready`.
     ready = ready is not False
-    target = r.map(raw.get("targetRef"), f"{path}.targetRef")
-    return Endpoint(ip, r.str(raw.get("nodeName"), f"{path}.nodeName"), r.str(target.get("name"), f"{path}.targetRef.name"),
-                    ready, serving if serving is not None else ready, bool(terminating))
+    node = raw.get("nodeName")
+    if not isinstance(node, str):
+        node = r.str(node, f"{path}.nodeName")
+    target = raw.get("targetRef")
+    if isinstance(target, dict):
+        pod = target.get("name")
+        if not isinstance(pod, str):
+            pod = r.str(pod, f"{path}.targetRef.name")
+    else:
+        r.map(target, f"{path}.targetRef")
+        pod = ""
+    return Endpoint(ip, node, pod, ready, serving if serving is not None else ready, bool(terminating))
 
 
 def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpec | None:
