@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 from kipvs.commands.sync import NodeIdentity, SyncResult, sync_once
 from kipvs.config import ProxyOptions
@@ -51,6 +52,12 @@ def api_resources(api_client) -> list[Resource]:
             Resource("Node", "v1", core.list_node)]
 
 
+def own_node_only(resource: Resource, node_name: str) -> Resource:
+    """Only this node's Node object matters (its addresses); every other node's status heartbeat
+    (every ~10 s per node, cluster-wide) would otherwise wake the reflector and mark the state dirty."""
+    return replace(resource, list_call=partial(resource.list_call, field_selector=f"metadata.name={node_name}"))
+
+
 class Watcher:
     def __init__(self, resources: list[Resource], runner: Runner, node: NodeIdentity, options: ProxyOptions,
                  settings: WatchSettings, metrics: Metrics | None = None, origin: str = "api"):
@@ -66,6 +73,7 @@ class Watcher:
         # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
         # of reading thousands of rules again; the periodic full resync reads the kernel for real.
         self.verified: KernelFacts | None = None
+        resources = [own_node_only(r, node.name) if r.kind == "Node" else r for r in resources]
         self.reflectors = [
             Reflector(r, self._changed, self.stop, settings.watch_timeout, settings.read_grace,
                       settings.request_timeout, Backoff(settings.backoff_initial, settings.backoff_cap))
