@@ -81,14 +81,14 @@ class KubePair:
         return self
 
     def stop(self) -> None:
-        for proc in (self.apiserver, self.etcd):
-            if proc and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+        self.kill_apiserver()  # throw-away data: no graceful drain of its watches needed
+        if self.etcd and self.etcd.poll() is None:
+            self.etcd.terminate()
+            try:
+                self.etcd.wait(10)
+            except subprocess.TimeoutExpired:
+                self.etcd.kill()
+                self.etcd.wait(10)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _start_etcd(self) -> None:

@@ -117,7 +117,7 @@ def test_watch_from_before_compaction_on_a_fresh_server_is_410_expired(kube, pai
     assert "too old resource version" in event["object"]["message"]
 
 
-def test_node_field_selector_lists_and_watches_one_node(kube):
+def test_node_field_selector_lists_and_watches_one_node(kube, pair):
     for name, ip in (("node-a", "192.168.1.10"), ("node-b", "192.168.1.11")):
         kube.apply(node(name, ip))
     nodes = kube.core.list_node(field_selector="metadata.name=node-a")

@@ -6,7 +6,7 @@ import dataclasses
 import random
 import time
 
-from tests.kube.conftest import FAST, NAMESPACE, start_watcher
+from tests.kube.conftest import FAST, NAMESPACE, start_watcher, through
 from tests.unit.k8s import ep, eps, node, svc
 
 
@@ -19,7 +19,8 @@ def service(i, endpoints=2, scheduler=None):
 
 
 def seed(kube, count=5):
-    kube.apply(node("node-a", "192.168.1.10"))
+    if kube.may_create_nodes:  # kipvs is given its node IP (conftest.NODE), so it needs no Node object
+        kube.apply(node("node-a", "192.168.1.10"))
     for i in range(count):
         for obj in service(i):
             kube.apply(obj)
@@ -55,7 +56,7 @@ def test_converges_after_random_creates_updates_deletes(kube, running):
     assert programmed(running, kube) == {f"s{i}" for i in live}
 
 
-def test_converges_after_dropped_connections(kube, proxy, running):
+def test_converges_after_dropped_connections(kube, pair, proxy, running):
     seed(kube)
     running.wait_converged()
     rng, live = random.Random(1), set(range(5))
@@ -75,7 +76,7 @@ def test_compaction_410_relists_and_notices_deletions(kube, pair, proxy):
     returning watcher's resourceVersion is too old, it gets a real 410, re-lists, and must notice
     the deletions it never saw as events."""
     settings = dataclasses.replace(FAST, watch_timeout=3, read_grace=30)  # stalls below must not be read timeouts
-    run = start_watcher(kube, kube.client(server=f"https://127.0.0.1:{proxy.port}"), settings)
+    run = start_watcher(kube, through(kube, proxy), settings)
     try:
         seed(kube, count=10)
         run.wait_converged()
@@ -113,7 +114,7 @@ def test_apiserver_killed_mid_watch_keeps_rules_then_recovers(kube, pair, runnin
     assert errors <= 3 * 40, errors  # ... and retried with capped backoff, not in a tight loop
 
 
-def test_silent_stream_is_abandoned_by_the_read_timeout(kube, proxy, running):
+def test_silent_stream_is_abandoned_by_the_read_timeout(kube, pair, proxy, running):
     seed(kube)
     running.wait_converged()
     proxy.stall(True)
@@ -145,7 +146,7 @@ def test_burst_of_writes_takes_few_syncs(kube, running):
           f"last, with {syncs} syncs")
 
 
-def test_other_nodes_heartbeats_cause_no_sync(kube, running):
+def test_other_nodes_heartbeats_cause_no_sync(kube, pair, running):
     """kipvs watches its own Node only (field selector): other nodes' status heartbeats never reach it."""
     seed(kube)
     for name, ip in (("node-b", "192.168.1.11"), ("node-c", "192.168.1.12")):
@@ -177,8 +178,7 @@ def test_other_nodes_heartbeats_cause_no_sync(kube, running):
 
 def test_event_syncs_plan_from_the_verified_kernel_and_full_resyncs_repair_drift(kube, proxy):
     seed(kube)
-    run = start_watcher(kube, kube.client(server=f"https://127.0.0.1:{proxy.port}"),
-                        dataclasses.replace(FAST, sync_period=1.5))
+    run = start_watcher(kube, through(kube, proxy), dataclasses.replace(FAST, sync_period=1.5))
     kernel, watcher = run.kernel, run.watcher
     try:
         run.wait_converged()
