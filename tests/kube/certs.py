@@ -70,7 +70,7 @@ def _leaf(directory: Path, name: str, subject: str, usage: str, san: str = "") -
     return cert, key
 
 
-def make_certificates(directory: Path) -> Certificates:
+def make_certificates(directory: Path, server_ips: tuple[str, ...] = ("127.0.0.1",)) -> Certificates:
     if not shutil.which("openssl"):
         raise RuntimeError("openssl not found: scripts/setup installs it (apt-get install openssl)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def make_certificates(directory: Path) -> Certificates:
     _openssl("req", "-x509", "-new", "-key", str(_key(directory / "ca.key")), "-config", str(directory / "ca.cnf"),
              "-days", "2", "-out", str(directory / "ca.crt"))
     server = _leaf(directory, "server", "CN = kube-apiserver", "serverAuth",
-                   "subjectAltName = IP:127.0.0.1,DNS:localhost")
+                   "subjectAltName = " + ",".join([f"IP:{ip}" for ip in server_ips] + ["DNS:localhost"]))
     admin = _leaf(directory, "admin", "O = system:masters\nCN = kipvs-test-admin", "clientAuth")
     sa_private = _key(directory / "sa.key")
     _openssl("pkey", "-in", str(sa_private), "-pubout", "-out", str(directory / "sa.pub"))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kipvs.commands.sync import NodeIdentity, compute
@@ -27,8 +27,9 @@ from kipvs.facts.kernel import read_kernel
 from kipvs.plan import plan_sync
 from kipvs.sources.api import read_cluster_api
 from tests.kube.apiserver import LocalAPIServer
-from tests.kube.kubepair import KubePair
+from tests.kube.kubepair import KubePair, api_client_from
 from tests.kube.simkernel import NODE_IP, SimKernel
+from tests.kube import writes
 from tests.kube.tcpproxy import TCPProxy
 
 NODE = NodeIdentity("node-a", (NODE_IP,))
@@ -38,12 +39,6 @@ FAST = WatchSettings(min_sync_period=0.05, sync_period=30, watch_timeout=5, read
 NAMESPACE = "kipvs-test"
 TEST_LABEL = "kipvs.test/owned"  # on the cluster-scoped objects tests create (Nodes), so cleanup finds them
 EXTERNAL = os.environ.get("KIPVS_TEST_KUBECONFIG")
-
-
-def api_client_from(kubeconfig: Path | str) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    return client.ApiClient(configuration)
 
 
 class Kube:
@@ -62,49 +57,16 @@ class Kube:
 
     # --- writes as the admin, raw JSON in and out ---
 
-    def _calls(self, kind: str):
-        core, disc = self.core, self.discovery
-        return {"Service": (core.create_namespaced_service, core.read_namespaced_service,
-                            core.replace_namespaced_service, core.delete_namespaced_service),
-                "EndpointSlice": (disc.create_namespaced_endpoint_slice, disc.read_namespaced_endpoint_slice,
-                                  disc.replace_namespaced_endpoint_slice, disc.delete_namespaced_endpoint_slice),
-                "Node": (core.create_node, core.read_node, core.replace_node, core.delete_node)}[kind]
-
     def apply(self, obj: dict) -> dict:
-        """Create, or replace what is there (keeping a Service's allocated cluster IPs, which are immutable)."""
-        create, read, replace, _ = self._calls(obj["kind"])
         obj = copy.deepcopy(obj)
-        meta = obj["metadata"]
         if obj["kind"] == "Node":
-            meta.setdefault("labels", {})[TEST_LABEL] = "true"
+            obj["metadata"].setdefault("labels", {})[TEST_LABEL] = "true"
         else:
-            meta["namespace"] = NAMESPACE
-        scope = () if obj["kind"] == "Node" else (NAMESPACE,)
-        try:
-            return json.loads(create(*scope, obj, _preload_content=False).data)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        for _ in range(5):
-            current = json.loads(read(meta["name"], *scope, _preload_content=False).data)
-            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if obj["kind"] == "Service":
-                obj["spec"]["clusterIP"] = current["spec"].get("clusterIP")
-                obj["spec"]["clusterIPs"] = current["spec"].get("clusterIPs")
-            try:
-                return json.loads(replace(meta["name"], *scope, obj, _preload_content=False).data)
-            except ApiException as exc:
-                if exc.status != 409:  # someone wrote in between: read again
-                    raise
-        raise AssertionError(f"could not replace {obj['kind']} {meta['name']}: conflicts")
+            obj["metadata"]["namespace"] = NAMESPACE
+        return writes.apply(self.admin, obj)
 
     def delete(self, kind: str, name: str) -> None:
-        _, _, _, delete = self._calls(kind)
-        try:
-            delete(name, *(() if kind == "Node" else (NAMESPACE,)))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        writes.delete(self.admin, kind, name, NAMESPACE)
 
     def clear(self) -> None:
         """Leave the test namespace and the test's Nodes as a new test expects them: empty."""

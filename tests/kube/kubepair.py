@@ -38,6 +38,14 @@ def binaries_dir() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def api_client_from(kubeconfig: Path | str):
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -52,10 +60,14 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 class KubePair:
-    def __init__(self, workdir: Path, binaries: Path | None = None):
+    """`host`/`port`: where the API server listens (the lab puts it on a node's address); etcd stays on loopback."""
+
+    def __init__(self, workdir: Path, binaries: Path | None = None, host: str = "127.0.0.1", port: int | None = None,
+                 service_cidr: str = SERVICE_CIDR):
         self.workdir = workdir
         self.binaries = binaries or binaries_dir()
-        self.etcd_port, self.peer_port, self.port = free_port(), free_port(), free_port()
+        self.host, self.service_cidr = host, service_cidr
+        self.etcd_port, self.peer_port, self.port = free_port(), free_port(), port or free_port()
         self.certs: Certificates | None = None
         self.etcd: subprocess.Popen | None = None
         self.apiserver: subprocess.Popen | None = None
@@ -63,7 +75,7 @@ class KubePair:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def etcd_url(self) -> str:
@@ -75,7 +87,7 @@ class KubePair:
         for name in ("etcd", "kube-apiserver"):
             if not os.access(self.binaries / name, os.X_OK):
                 raise RuntimeError(f"{self.binaries / name} missing: run scripts/kube-binaries")
-        self.certs = make_certificates(self.workdir / "pki")
+        self.certs = make_certificates(self.workdir / "pki", tuple(dict.fromkeys(("127.0.0.1", self.host))))
         self._start_etcd()
         self.start_apiserver()
         return self
@@ -108,12 +120,12 @@ class KubePair:
         log = open(self.workdir / "kube-apiserver.log", "ab")
         self.apiserver = subprocess.Popen(
             [str(self.binaries / "kube-apiserver"), f"--etcd-servers={self.etcd_url}",
-             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+             f"--bind-address={self.host}", f"--advertise-address={self.host}", f"--secure-port={self.port}",
              f"--tls-cert-file={certs.server_cert}", f"--tls-private-key-file={certs.server_key}",
              f"--client-ca-file={certs.ca}", "--authorization-mode=RBAC",
              "--service-account-issuer=https://kubernetes.default.svc",
              f"--service-account-key-file={certs.sa_public}", f"--service-account-signing-key-file={certs.sa_private}",
-             f"--service-cluster-ip-range={SERVICE_CIDR}", f"--cert-dir={self.workdir / 'apiserver-certs'}",
+             f"--service-cluster-ip-range={self.service_cidr}", f"--cert-dir={self.workdir / 'apiserver-certs'}",
              # Compaction happens when a test says so (compact()), never behind its back.
              "--etcd-compaction-interval=0", "--profiling=false", "--v=1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
