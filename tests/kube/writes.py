@@ -37,7 +37,8 @@ def apply(api_client: client.ApiClient, obj: dict) -> dict:
     try:
         written = json.loads(create(*scope, obj, _preload_content=False).data)
     except ApiException as exc:
-        if exc.status != 409:
+        # An existing Service with an explicit cluster IP fails its IP allocation (422) before its name (409).
+        if exc.status not in (409, 422) or not _exists(read, meta["name"], scope):
             raise
         written = _replace(obj, scope, read, replace)
     if obj["kind"] == "Service" and (obj.get("status") or {}).get("loadBalancer", {}).get("ingress"):
@@ -45,6 +46,16 @@ def apply(api_client: client.ApiClient, obj: dict) -> dict:
         written = json.loads(client.CoreV1Api(api_client).replace_namespaced_service_status(
             meta["name"], *scope, status, _preload_content=False).data)
     return written
+
+
+def _exists(read, name: str, scope: tuple) -> bool:
+    try:
+        read(name, *scope, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _replace(obj: dict, scope: tuple, read, replace) -> dict:
