@@ -11,7 +11,7 @@ import yaml
 
 from tests.kernel.lab import PYTHON, REPO, wait_until
 from tests.kernel.scenario import answering_pods
-from tests.kube.apiserver import control
+from tests.kube.pairctl import control
 
 EXAMPLE = REPO / "examples" / "cluster.yaml"
 SERVICE_CIDR = "10.254.0.0/16,fd00:254::/112"  # the example's cluster IPs

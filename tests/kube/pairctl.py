@@ -2,8 +2,8 @@
 
 The lab's node namespaces are not reachable from the guest's root namespace, where the test runs,
 so the test starts this inside node1's namespace (`ip netns exec node1 ...`) and writes through
-the control socket with the same requests as it did to the protocol fake (tests.kube.apiserver's
-`control()`): apply, delete, plus kill_apiserver. kipvs gets a kubeconfig for the server's address.
+the control socket (`control()` below): apply, delete, kill_apiserver. kipvs gets a kubeconfig for
+the server's address.
 
     python -m tests.kube.pairctl --host 192.168.123.250 --port 6443 --control SOCK --kubeconfig OUT \\
         --workdir DIR --service-cidr 10.254.0.0/16,fd00:254::/112 --load examples/cluster.yaml
@@ -11,7 +11,10 @@ the control socket with the same requests as it did to the protocol fake (tests.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
+import socket
+import socketserver
 import sys
 from pathlib import Path
 
@@ -19,7 +22,6 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube import writes
-from tests.kube.apiserver import ControlServer
 from tests.kube.kubepair import KubePair, api_client_from
 
 
@@ -38,6 +40,41 @@ class PairControl:
         if op == "kill_apiserver":
             return self.pair.kill_apiserver()
         raise ValueError(f"unknown op {op}")
+
+
+class ControlHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            try:
+                result = {"ok": True, "result": self.server.target.control(json.loads(line))}
+            except Exception as exc:  # report to the caller, keep serving
+                result = {"ok": False, "error": f"{type(exc).__name__}: {getattr(exc, 'body', None) or exc}"}
+            self.wfile.write(json.dumps(result).encode() + b"\n")
+
+
+class ControlServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, target: PairControl):
+        self.target = target
+        super().__init__(path, ControlHandler)
+
+
+def control(path: str, **request):
+    """Client side of the control socket (the lab test, in the guest's root namespace)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply = json.loads(data)
+    if not reply["ok"]:
+        raise RuntimeError(reply["error"])
+    return reply["result"]
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""The protocol fake (tests/kube/apiserver.py) stays faithful to the official client's expectations: the lab's
-watch test (tests/kernel/test_watch.py) runs against it inside the guest, and test_watch_injected_errors.py
-uses it for injected 500/429 answers. kipvs itself is proven against the real kube-apiserver elsewhere here."""
+"""The protocol fake (tests/kube/apiserver.py) stays faithful to what the official client expects, so the
+injected-error tests (test_watch_injected_errors.py) mean something. kipvs itself is proven against the
+real kube-apiserver in the other files here."""
 import json
 
 import pytest
@@ -39,17 +39,6 @@ def test_paged_list_is_one_snapshot_and_read_cluster_api_reads_all(fake_api, tmp
     assert "zzz-late" not in {s.metadata.name for s in rest.items}
 
 
-def test_stale_continue_token_is_410(fake_api, tmp_path):
-    for i in range(3):
-        fake_api.store.apply(svc(f"s{i}"))
-    core = client.CoreV1Api(api_client(fake_api, tmp_path))
-    first = core.list_service_for_all_namespaces(limit=1)
-    fake_api.store.compact()
-    with pytest.raises(client.ApiException) as info:
-        core.list_service_for_all_namespaces(limit=1, _continue=first.metadata._continue)
-    assert info.value.status == 410 and json.loads(info.value.body)["reason"] == "Expired"
-
-
 def test_watch_replays_then_streams_with_bookmarks(fake_api, tmp_path):
     fake_api.store.bookmark_interval = 0.2
     rv = fake_api.store.apply(svc("a"))["metadata"]["resourceVersion"]
@@ -62,18 +51,6 @@ def test_watch_replays_then_streams_with_bookmarks(fake_api, tmp_path):
     types = [e["type"] for e in events]
     assert types[:2] == ["ADDED", "DELETED"] and "BOOKMARK" in types
     assert events[1]["object"]["metadata"]["name"] == "a"  # last state of the deleted object
-
-
-def test_watch_from_before_compaction_is_410_expired(fake_api, tmp_path):
-    rv = fake_api.store.apply(svc("a"))["metadata"]["resourceVersion"]
-    fake_api.store.apply(svc("b"))
-    fake_api.store.compact()
-    core = client.CoreV1Api(api_client(fake_api, tmp_path))
-    resp = core.list_service_for_all_namespaces(watch=True, resource_version=rv, timeout_seconds=2,
-                                                _preload_content=False)
-    event = json.loads(resp.data.decode().splitlines()[0])
-    assert event["type"] == "ERROR" and event["object"]["code"] == 410
-    assert "too old resource version" in event["object"]["message"]
 
 
 def test_injected_failures(fake_api, tmp_path):
