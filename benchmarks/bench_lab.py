@@ -43,7 +43,7 @@ def timed(fn):
 
 
 def inside(services: int, endpoints: int, naive_sample: int) -> None:
-    from kipvs.commands.sync import NodeIdentity, sync_once
+    from kipvs.reconcile import NodeIdentity, sync_once
     from kipvs.config import ProxyOptions
     from kipvs.desired import build_desired
     from kipvs.facts.kernel import KernelFacts

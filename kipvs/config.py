@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
+import re
 from dataclasses import dataclass
 
 from kipvs.errors import ConfigError
+from kipvs.model import canonical_ip
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -23,6 +27,7 @@ class ProxyOptions:
     loadbalancer_ip_ranges: tuple[Network, ...] = ()
     strict_external_ip_validation: bool = True
     excluded_cidrs: tuple[Network, ...] = ()
+    cluster_ip_ranges: tuple[Network, ...] = ()
     proxy_names: frozenset[str] = frozenset({"kipvs", "kube-router"})
 
     def excluded(self, ip: str) -> bool:
@@ -43,6 +48,16 @@ def parse_cidrs(values: list[str], option: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def parse_interface(value: str) -> str:
+    """A Linux interface name kipvs may create: 1-15 bytes of [A-Za-z0-9_.-] (it goes into `ip -batch`)."""
+    if not INTERFACE_NAME.match(value) or value in (".", ".."):
+        raise ConfigError(f"--interface {value!r}: expected 1-15 characters of A-Z a-z 0-9 _ . -")
+    return value
+
+
 def parse_port_range(value: str) -> tuple[int, int]:
     low, sep, high = value.replace("+", "-").partition("-")
     try:
@@ -58,3 +73,87 @@ def parse_scheduler(value: str) -> str:
     if value not in KNOWN_SCHEDULERS:
         raise ConfigError(f"--scheduler {value!r}: not an IPVS scheduler ({', '.join(sorted(KNOWN_SCHEDULERS))})")
     return value
+
+
+def parse_seconds(value: float, option: str, allow_zero: bool = False) -> float:
+    """A positive, finite number of seconds (typer lets `nan`, `inf` and negatives through)."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{option} {value!r}: expected a positive number of seconds")
+    return value
+
+
+def parse_node_ips(values: list[str]) -> tuple[str, ...]:
+    """--node-ip / KIPVS_NODE_IP: addresses in canonical form, at most one per family."""
+    seen: dict[int, str] = {}
+    for value in values:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ip = canonical_ip(part)
+            if ip is None:
+                raise ConfigError(f"--node-ip {part!r} is not an IP address")
+            family = 6 if ":" in ip else 4
+            if family in seen and seen[family] != ip:
+                raise ConfigError(f"--node-ip given twice for IPv{family} ({seen[family]}, {ip}): one per family")
+            seen[family] = ip
+    return tuple(seen.values())
+
+
+def parse_listen_address(value: str, option: str) -> tuple[str, int]:
+    """HOST:PORT, [IPV6]:PORT or :PORT (every address) -> (host, port)."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if canonical_ip(host) is None or ":" not in host:
+            raise ConfigError(f"{option} {value!r}: [{host}] is not an IPv6 address")
+    elif host and canonical_ip(host) is None:
+        raise ConfigError(f"{option} {value!r}: expected IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:9254")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{option} {value!r}: expected IP:PORT with a port 1-65535, e.g. 0.0.0.0:9254")
+    return host or "0.0.0.0", int(port_text)
+
+
+def check_lock_file(path: str) -> str:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"--lock-file {path!r}: directory {directory} does not exist")
+    return path
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Where the cluster comes from and who this node is (sync, show; watch uses the API part)."""
+
+    cluster_file: str | None = None
+    kubeconfig: str | None = None
+    node_name: str = ""
+    node_ips: tuple[str, ...] = ()
+    allow_partial: bool = False
+    api_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a changing command runs."""
+
+    dry_run: bool = False
+    json: bool = False
+    command_timeout: float = 60.0
+    lock_file: str = "/run/kipvs.lock"
+    lock_timeout: float = 30.0
+
+
+def parse_duration(value: str, option: str) -> float:
+    """Seconds from `300`, `300s`, `5m`, `1h` or `250ms` (kube-router writes durations like 5m0s too)."""
+    text, total = value.strip(), 0.0
+    units = {"ms": 0.001, "h": 3600, "m": 60, "s": 1}
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return float(text)
+        while text:
+            number = ""
+            while text and (text[0].isdigit() or text[0] == "."):
+                number, text = number + text[0], text[1:]
+            unit = next(u for u in units if text.startswith(u))
+            total, text = total + float(number) * units[unit], text[len(unit):]
+    except (StopIteration, ValueError):
+        raise ConfigError(f"{option} {value!r}: expected a duration like 300s, 5m or 1h") from None
+    return total

@@ -1,47 +1,40 @@
-"""Cluster snapshot + node + options -> the virtual servers, addresses and routes this node should have.
+"""Expand: validated cluster values + node + options -> the virtual servers, addresses and routes this node wants.
 
-Pure: no I/O. This is where Kubernetes semantics live (kube-router's service
-proxy, kube-proxy's where it is the standard). A malformed object or field is
-reported as a Problem naming namespace/name/field and skipped; it never stops
-the other services, and the addresses it names are protected from removal.
+Pure: no I/O. Kubernetes semantics live here (kube-router's service proxy, kube-proxy's
+where it is the standard); parsing and type checks live in `kipvs.cluster`. Two kinds of
+problem come out, with different effects on the kernel:
+- a Service kipvs cannot fully understand (malformed) keeps the virtual servers its
+  addresses had: `protected_addresses`, or `hold_removals` when not even its addresses
+  could be read;
+- what is understood but not allowed (an address outside the allowed ranges, a NodePort
+  outside the range, an address another Service already serves) is simply not wanted,
+  so whatever it had programmed is removed.
+Placement is predictable: ClusterIPs first, then external and load-balancer IPs, then
+NodePorts; within each, the older Service (creationTimestamp), then namespace/name, wins.
 """
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
 from dataclasses import dataclass, field
 
+from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, find_node, node_ips_of,
+                           parse_endpoint_slice, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
-from kipvs.model import RealServer, VirtualServer, canonical_ip, family_of
+from kipvs.model import RealServer, VirtualServer, family_of
 from kipvs.sources import Snapshot
 
-PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
-DEFAULT_AFFINITY_TIMEOUT = 10800
+__all__ = ["BackendInfo", "Desired", "Origin", "Problem", "build_desired", "node_ips_from_objects"]
+
 SCHEDULER_ANNOTATIONS = ("kube-router.io/service.scheduler", "kipvs.io/scheduler")
 SCHEDFLAGS_ANNOTATION = "kube-router.io/service.schedflags"
 LOCAL_ANNOTATION = "kube-router.io/service.local"
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # kube-router's generic flag names, as ipvsadm names them for the schedulers that use them.
 # flag-3 means nothing to sh or mh (ipvsadm -S never shows it): accepted, not sent.
 SCHED_FLAG_NAMES = {
     "sh": {"flag-1": "sh-fallback", "flag-2": "sh-port", "flag-3": None},
     "mh": {"flag-1": "mh-fallback", "flag-2": "mh-port", "flag-3": None},
 }
-
-
-# A message about a cluster object stays on one line whatever the object contains.
-_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
-
-
-@dataclass(frozen=True)
-class Problem:
-    object: str  # "Service default/web"
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.object}: {self.field}: {self.message}".translate(_CONTROL_ESCAPES)
 
 
 @dataclass(frozen=True)
@@ -68,242 +61,202 @@ class Desired:
     origins: dict[tuple, Origin] = field(default_factory=dict)
     backends: dict[tuple[str, int], BackendInfo] = field(default_factory=dict)
     protected_addresses: frozenset[str] = frozenset()
+    hold_removals: bool = False  # a Service whose addresses could not be read: remove nothing this time
     problems: tuple[Problem, ...] = ()
     skipped: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    ip: str
-    port: int
-    node: str
-    pod: str
-    ready: bool
-    serving: bool
+def unusable_reason(ip: str, host_addresses: frozenset[str]) -> str | None:
+    """Why an address can never be a service address on this node (None when it can be)."""
+    if ip in host_addresses:
+        return "is one of this host's own addresses"
+    address = ipaddress.ip_address(ip)
+    for test, what in ((address.is_loopback, "loopback"), (address.is_unspecified, "unspecified"),
+                       (address.is_multicast, "multicast"), (address.is_link_local, "link-local")):
+        if test:
+            return f"is a {what} address"
+    if ip == "255.255.255.255":
+        return "is the broadcast address"
+    return None
 
 
-def _meta(obj: dict) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return meta.get("namespace") or "default", meta.get("name") or "?"
-
-
-def _show(value) -> str:
-    """A value from the cluster, quoted and cut short, safe in a one-line message."""
-    return str(value) if isinstance(value, int) else repr(str(value)[:64])
-
-
-def _valid_ip(value) -> str | None:
-    return canonical_ip(value)
-
-
-def node_ips_from_objects(nodes: tuple[dict, ...], node_name: str) -> dict[int, str]:
+def node_ips_from_objects(nodes, node_name: str) -> dict[int, str]:
     """InternalIP addresses of this node's Node object, one per family."""
-    for node in nodes:
-        if (node.get("metadata") or {}).get("name") != node_name:
-            continue
-        found: dict[int, str] = {}
-        for address in (node.get("status") or {}).get("addresses") or []:
-            ip = _valid_ip(address.get("address")) if address.get("type") == "InternalIP" else None
-            if ip:
-                found.setdefault(family_of(ip), ip)
-        return found
-    return {}
+    return node_ips_of(find_node(nodes, node_name), [])
 
 
-class _Builder:
-    def __init__(self, snapshot: Snapshot, node_name: str, node_ips: dict[int, str], local_ips: list[str],
-                 options: ProxyOptions):
+@dataclass
+class _Placement:
+    """One virtual server a Service asks for, waiting for its turn."""
+
+    service: ServiceSpec
+    port: ServicePort
+    ip: str
+    vport: int
+    kind: str
+    local_only: bool
+
+
+class _Expander:
+    def __init__(self, node_name: str, node_ips: dict[int, str], local_ips: list[str], options: ProxyOptions,
+                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str]):
         self.node_name = node_name
+        self.host_addresses = host_addresses | frozenset(node_ips.values())
         self.node_ips = node_ips
         self.local_ips = local_ips
         self.options = options
-        self.problems: list[Problem] = []
+        self.index = endpoints
+        self.problems = problems
         self.skipped: list[str] = []
         self.servers: dict[tuple, VirtualServer] = {}
         self.origins: dict[tuple, Origin] = {}
         self.addresses: dict[str, None] = {}
         self.protected: set[str] = set()
+        self.hold = False
         self.backends: dict[tuple[str, int], BackendInfo] = {}
-        self.slices = defaultdict(list)
-        for item in snapshot.endpoint_slices:
-            labels = (item.get("metadata") or {}).get("labels") or {}
-            service = labels.get(SERVICE_NAME_LABEL)
-            if service:
-                self.slices[(_meta(item)[0], service)].append(item)
 
-    def problem(self, obj: str, field_path: str, message: str) -> None:
-        self.problems.append(Problem(obj, field_path, message))
+    def problem(self, service: ServiceSpec, path: str, message: str) -> None:
+        self.problems.append(Problem(service.ref, path, message))
 
     # --- annotations: only values from a known set ever reach a command line ---
 
-    def scheduler(self, ref: str, annotations: dict) -> tuple[str, tuple[str, ...]]:
+    def scheduler(self, service: ServiceSpec) -> tuple[str, tuple[str, ...]]:
         scheduler = self.options.scheduler
         for key in SCHEDULER_ANNOTATIONS:
-            value = annotations.get(key)
+            value = service.annotations.get(key)
             if value is None:
                 continue
-            if isinstance(value, str) and value.strip() in KNOWN_SCHEDULERS:
+            if value.strip() in KNOWN_SCHEDULERS:
                 scheduler = value.strip()
                 break
-            self.problem(ref, f"metadata.annotations[{key}]",
-                         f"unknown scheduler {_show(value)}: using {self.options.scheduler}")
-        raw = annotations.get(SCHEDFLAGS_ANNOTATION)
+            self.problem(service, f"metadata.annotations[{key}]",
+                         f"unknown scheduler {shown(value)}: using {self.options.scheduler}")
+        raw = service.annotations.get(SCHEDFLAGS_ANNOTATION)
         if raw is None:
             return scheduler, ()
         names = SCHED_FLAG_NAMES.get(scheduler)
-        parts = [p.strip() for p in str(raw).split(",")] if isinstance(raw, str) else [None]
-        if names is None or not parts or any(p not in names for p in parts):
+        parts = [p.strip() for p in raw.split(",")]
+        if names is None or any(p not in names for p in parts):
             why = f"flags apply to sh and mh only, not {scheduler}" if names is None else "expected flag-1,flag-2,flag-3"
-            self.problem(ref, f"metadata.annotations[{SCHEDFLAGS_ANNOTATION}]",
-                         f"ignored {_show(raw)}: {why}")
+            self.problem(service, f"metadata.annotations[{SCHEDFLAGS_ANNOTATION}]", f"ignored {shown(raw)}: {why}")
             return scheduler, ()
         return scheduler, tuple(dict.fromkeys(names[p] for p in parts if names[p]))
 
-    # --- endpoints ---
+    def usable_cluster_ips(self, service: ServiceSpec) -> list[str]:
+        usable = []
+        for i, ip in enumerate(service.cluster_ips):
+            reason = unusable_reason(ip, self.host_addresses)
+            if reason:
+                self.problem(service, f"spec.clusterIPs[{i}]", f"{ip} {reason}; skipped")
+            else:
+                usable.append(ip)
+        return usable
 
-    def endpoints(self, namespace: str, name: str, port_name: str, protocol: str) -> list[Endpoint]:
-        found: dict[tuple[str, int], Endpoint] = {}
-        for item in self.slices.get((namespace, name), []):
-            if item.get("addressType") not in ("IPv4", "IPv6"):
+    def allowed_externals(self, service: ServiceSpec) -> list[tuple[str, str]]:
+        """Policy: never a host or special address, never inside the cluster IP range (it would shadow
+        a ClusterIP), and only inside their ranges (CVE-2020-8554)."""
+        allowed = []
+        for external in service.externals:
+            reason = unusable_reason(external.ip, self.host_addresses)
+            if reason:
+                self.problem(service, external.field, f"{external.ip} {reason}; skipped")
                 continue
-            port = next((p for p in item.get("ports") or []
-                         if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == protocol), None)
-            number = port.get("port") if port else None
-            if not isinstance(number, int) or not 0 < number < 65536:
+            if any(ipaddress.ip_address(external.ip) in n for n in self.options.cluster_ip_ranges):
+                self.problem(service, external.field,
+                             f"{external.ip} is inside --service-cluster-ip-range; skipped")
                 continue
-            for endpoint in item.get("endpoints") or []:
-                ip = _valid_ip((endpoint.get("addresses") or [None])[0])
-                if ip is None:
-                    continue
-                conditions = endpoint.get("conditions") or {}
-                ready = conditions.get("ready") is not False
-                serving = conditions.get("serving") is True or (conditions.get("serving") is None and ready)
-                pod = ((endpoint.get("targetRef") or {}).get("name")) or ""
-                candidate = Endpoint(ip, number, endpoint.get("nodeName") or "", pod, ready, serving)
-                previous = found.get((ip, number))
-                if previous is None or (candidate.ready and not previous.ready):
-                    found[(ip, number)] = candidate
-        return list(found.values())
+            ranges = self.options.external_ip_ranges if external.kind == "ExternalIP" \
+                else self.options.loadbalancer_ip_ranges
+            if self.options.strict_external_ip_validation and \
+                    not any(ipaddress.ip_address(external.ip) in n for n in ranges):
+                option = "--service-external-ip-range" if external.kind == "ExternalIP" else "--loadbalancer-ip-range"
+                self.problem(service, external.field, f"{external.ip} is outside {option} (CVE-2020-8554); skipped")
+                continue
+            allowed.append((external.ip, external.kind))
+        return allowed
 
-    def real_servers(self, endpoints: list[Endpoint], family: int, local_only: bool) -> tuple[RealServer, ...]:
-        usable = [e for e in endpoints if (6 if ":" in e.ip else 4) == family and
-                  (not local_only or e.node == self.node_name)]
-        chosen = [e for e in usable if e.ready] or [e for e in usable if e.serving]
-        for e in chosen:
-            self.backends[(e.ip, e.port)] = BackendInfo(e.pod, e.node)
-        return tuple(sorted(RealServer(e.ip, e.port) for e in chosen))
+    def real_servers(self, service: ServiceSpec, port: ServicePort, family: int,
+                     local_only: bool) -> tuple[RealServer, ...]:
+        protocol = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}[port.protocol]
+        usable = [(e, n) for e, n in self.index.endpoints(service.namespace, service.name, port.name, protocol)
+                  if (6 if ":" in e.ip else 4) == family and (not local_only or e.node == self.node_name)]
+        # kube-proxy's rule: ready endpoints; only when there are none, those still serving while terminating.
+        chosen = [(e, n) for e, n in usable if e.ready] or [(e, n) for e, n in usable if e.serving]
+        for endpoint, number in chosen:
+            self.backends[(endpoint.ip, number)] = BackendInfo(endpoint.pod, endpoint.node)
+        return tuple(sorted(RealServer(e.ip, n) for e, n in chosen))
 
     # --- services ---
 
-    def add_server(self, ref: str, vs: VirtualServer, origin: Origin) -> None:
-        if self.options.excluded(vs.ip):
-            self.skipped.append(f"{ref}: {vs.label()} is inside --excluded-cidrs")
-            return
-        if vs.key in self.servers:
-            other = self.origins[vs.key]
-            self.problem(ref, "spec.ports", f"{vs.label()} is already served by {other.namespace}/{other.name}; skipped")
-            return
-        self.servers[vs.key] = vs
-        self.origins[vs.key] = origin
-
-    def external_addresses(self, ref: str, spec: dict, status: dict) -> list[tuple[str, str]]:
-        wanted = [(ip, "ExternalIP", f"spec.externalIPs[{i}]") for i, ip in enumerate(spec.get("externalIPs") or [])]
-        for i, ingress in enumerate((status.get("loadBalancer") or {}).get("ingress") or []):
-            if ingress.get("ip") and ingress.get("ipMode") != "Proxy":
-                wanted.append((ingress["ip"], "LoadBalancer", f"status.loadBalancer.ingress[{i}].ip"))
-        allowed = []
-        for raw, kind, path in wanted:
-            ip = _valid_ip(raw)
-            if ip is None:
-                self.problem(ref, path, f"{_show(raw)} is not an IP address; skipped")
-                continue
-            ranges = self.options.external_ip_ranges if kind == "ExternalIP" else self.options.loadbalancer_ip_ranges
-            if self.options.strict_external_ip_validation and not any(ipaddress.ip_address(ip) in n for n in ranges):
-                option = "--service-external-ip-range" if kind == "ExternalIP" else "--loadbalancer-ip-range"
-                self.problem(ref, path, f"{ip} is outside {option} (CVE-2020-8554); skipped")
-                continue
-            allowed.append((ip, kind))
-        return allowed
-
-    def service(self, svc: dict) -> None:
-        namespace, name = _meta(svc)
-        ref = f"Service {namespace}/{name}"
-        meta, spec, status = svc.get("metadata") or {}, svc.get("spec") or {}, svc.get("status") or {}
-        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        proxy_name = labels.get(PROXY_NAME_LABEL)
+    def wants(self, service: ServiceSpec) -> bool:
+        proxy_name = service.labels.get(PROXY_NAME_LABEL)
         if proxy_name is not None and proxy_name not in self.options.proxy_names:
-            self.skipped.append(f"{ref}: served by proxy {proxy_name!r}")
-            return
-        if spec.get("type") == "ExternalName":
-            self.skipped.append(f"{ref}: ExternalName")
-            return
-        raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-        if not raw_ips or raw_ips[0] == "None":
-            self.skipped.append(f"{ref}: headless" if raw_ips else f"{ref}: no clusterIP")
-            return
-        problems_before = len(self.problems)
-        cluster_ips = []
-        for i, raw in enumerate(raw_ips):
-            ip = _valid_ip(raw)
-            if ip is None:
-                self.problem(ref, f"spec.clusterIPs[{i}]", f"{_show(raw)} is not an IP address; skipped")
-            else:
-                cluster_ips.append(ip)
-        families = sorted({family_of(ip) for ip in cluster_ips})
-        scheduler, flags = self.scheduler(ref, annotations)
-        persistent = None
-        if spec.get("sessionAffinity") == "ClientIP":
-            timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
-            if timeout is None:
-                persistent = DEFAULT_AFFINITY_TIMEOUT
-            elif isinstance(timeout, int) and 0 < timeout <= 86400:
-                persistent = timeout
-            else:
-                self.problem(ref, "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                             f"{_show(timeout)} is not 1-86400; using {DEFAULT_AFFINITY_TIMEOUT}")
-                persistent = DEFAULT_AFFINITY_TIMEOUT
-        local_external = spec.get("externalTrafficPolicy") == "Local" or \
-            str(annotations.get(LOCAL_ANNOTATION, "")).lower() == "true"
-        local_internal = spec.get("internalTrafficPolicy") == "Local"
-        externals = self.external_addresses(ref, spec, status)
-        node_port_ok = spec.get("type") in ("NodePort", "LoadBalancer")
-        for i, port in enumerate(spec.get("ports") or []):
-            path = f"spec.ports[{i}]"
-            protocol = PROTOCOLS.get(port.get("protocol") or "TCP")
-            if protocol is None:
-                self.problem(ref, f"{path}.protocol", f"unknown protocol {_show(port.get('protocol'))}; port skipped")
-                continue
-            number = port.get("port")
-            if not isinstance(number, int) or not 0 < number < 65536:
-                self.problem(ref, f"{path}.port", f"{_show(number)} is not a port (1-65535); port skipped")
-                continue
-            port_name = port.get("name") or ""
-            endpoints = self.endpoints(namespace, name, port_name, port.get("protocol") or "TCP")
+            self.skipped.append(f"{service.ref}: served by proxy {proxy_name!r}")
+            return False
+        if service.skip_reason:
+            self.skipped.append(f"{service.ref}: {service.skip_reason}")
+            return False
+        return True
 
-            def server(ip: str, vport: int, local_only: bool) -> VirtualServer:
-                return VirtualServer(protocol, ip, vport, scheduler, flags, persistent,
-                                     self.real_servers(endpoints, family_of(ip), local_only))
-
-            for ip in cluster_ips:
-                self.add_server(ref, server(ip, number, local_internal), Origin(namespace, name, port_name, "ClusterIP"))
-            for ip, kind in externals:
-                self.add_server(ref, server(ip, number, local_external), Origin(namespace, name, port_name, kind))
-            node_port = port.get("nodePort")
-            if node_port_ok and node_port is not None:
+    def placements(self, service: ServiceSpec) -> tuple[list[_Placement], list[_Placement], list[_Placement]]:
+        """What one Service asks for: (cluster IP, external/LB IP, NodePort) virtual servers."""
+        external_local = service.external_local or service.annotations.get(LOCAL_ANNOTATION, "").lower() == "true"
+        cluster_ips = self.usable_cluster_ips(service)
+        externals = self.allowed_externals(service)
+        families = sorted({family_of(ip) for ip in service.cluster_ips})
+        node_ports_apply = service.type in ("NodePort", "LoadBalancer")
+        cluster, external, node_port = [], [], []
+        for port in service.ports:
+            cluster += [_Placement(service, port, ip, port.port, "ClusterIP", service.internal_local)
+                        for ip in cluster_ips]
+            external += [_Placement(service, port, ip, port.port, kind, external_local) for ip, kind in externals]
+            if node_ports_apply and port.node_port is not None:
                 low, high = self.options.node_port_range
-                if not isinstance(node_port, int) or not low <= node_port <= high:
-                    self.problem(ref, f"{path}.nodePort",
-                                 f"{_show(node_port)} is outside --service-node-port-range {low}-{high}; skipped")
+                if not low <= port.node_port <= high:
+                    self.problem(service, f"spec.ports[{port.index}].nodePort",
+                                 f"{port.node_port} is outside --service-node-port-range {low}-{high}; skipped")
                     continue
-                for ip in self.node_port_addresses(families):
-                    self.add_server(ref, server(ip, node_port, local_external),
-                                    Origin(namespace, name, port_name, "NodePort"))
-        for ip in cluster_ips + [ip for ip, _ in externals]:
-            if not self.options.excluded(ip):
-                self.addresses.setdefault(ip)
-        if len(self.problems) > problems_before:
-            # Whatever this service had programmed keeps working while its object is broken.
-            self.protected.update(ip for ip in map(_valid_ip, raw_ips + list(spec.get("externalIPs") or [])) if ip)
+                node_port += [_Placement(service, port, ip, port.node_port, "NodePort", external_local)
+                              for ip in self.node_port_addresses(families)]
+        return cluster, external, node_port
+
+    def place(self, placement: _Placement, schedule: dict) -> None:
+        service, port = placement.service, placement.port
+        key = (port.protocol, placement.ip, placement.vport)
+        label = VirtualServer(port.protocol, placement.ip, placement.vport).label()
+        if self.options.excluded(placement.ip):
+            self.skipped.append(f"{service.ref}: {label} is inside --excluded-cidrs")
+            return
+        if key in self.servers:
+            other = self.origins[key]
+            self.problem(service, f"spec.ports[{port.index}]",
+                         f"{label} is already served by {other.namespace}/{other.name}; skipped")
+            return
+        scheduler, flags = schedule[(service.namespace, service.name)]
+        self.servers[key] = VirtualServer(
+            port.protocol, placement.ip, placement.vport, scheduler, flags, service.affinity_timeout,
+            self.real_servers(service, port, family_of(placement.ip), placement.local_only))
+        self.origins[key] = Origin(service.namespace, service.name, port.name, placement.kind)
+        if placement.kind != "NodePort":
+            self.addresses.setdefault(placement.ip)
+
+    def expand(self, services: list[ServiceSpec]) -> None:
+        rounds: tuple[list[_Placement], ...] = ([], [], [])
+        schedule = {}
+        for service in services:
+            if service.malformed:
+                # What cannot be understood keeps what it had; with no readable address, nothing is removed.
+                self.protected.update(service.cluster_ips)
+                self.protected.update(e.ip for e in service.externals)
+                self.hold = self.hold or not service.addresses_known
+            if not self.wants(service):
+                continue
+            schedule[(service.namespace, service.name)] = self.scheduler(service)
+            for bucket, asked in zip(rounds, self.placements(service)):
+                bucket += asked
+        for bucket in rounds:
+            for placement in bucket:
+                self.place(placement, schedule)
 
     def node_port_addresses(self, families: list[int]) -> list[str]:
         if self.options.nodeport_bindon_all_ip:
@@ -311,19 +264,29 @@ class _Builder:
         return [self.node_ips[f] for f in families if f in self.node_ips]
 
 
+def _precedence(service: ServiceSpec) -> tuple:
+    # Older Services keep their addresses; a missing timestamp (hand-written files) sorts last.
+    return (service.created == "", service.created, service.namespace, service.name)
+
+
 def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
-                  local_ips: list[str] | None = None) -> Desired:
-    """`local_ips`: this host's addresses outside the dummy interface (for --nodeport-bindon-all-ip)."""
-    builder = _Builder(snapshot, node_name, node_ips, local_ips or [], options)
-    for svc in sorted(snapshot.services, key=_meta):
-        builder.service(svc)
+                  local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset()) -> Desired:
+    """`local_ips`: this host's global addresses outside the dummy interface (for --nodeport-bindon-all-ip);
+    `host_addresses`: every address of this host outside the dummy interface (never a service address)."""
+    problems: list[Problem] = list(snapshot.problems)
+    services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
+    slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]
+    expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
+                         host_addresses)
+    expander.expand(services)
     return Desired(
-        virtual_servers=tuple(builder.servers.values()),
-        addresses=tuple(builder.addresses),
+        virtual_servers=tuple(expander.servers.values()),
+        addresses=tuple(expander.addresses),
         node_ips=dict(node_ips),
-        origins=builder.origins,
-        backends=builder.backends,
-        protected_addresses=frozenset(builder.protected),
-        problems=tuple(builder.problems),
-        skipped=tuple(builder.skipped),
+        origins=expander.origins,
+        backends=expander.backends,
+        protected_addresses=frozenset(expander.protected),
+        hold_removals=expander.hold,
+        problems=tuple(problems),
+        skipped=tuple(expander.skipped),
     )

@@ -32,6 +32,10 @@ class NoIPVS(KipvsError):
     pass
 
 
+class NoDummy(KipvsError):
+    pass
+
+
 class CommandFailed(KipvsError):
     def __init__(self, argv: list[str], returncode: int | None, stderr: str):
         self.argv = argv

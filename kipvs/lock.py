@@ -4,9 +4,9 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
-from kipvs.errors import KipvsError
+from kipvs.errors import ConfigError, KipvsError, PermissionDenied
 
 DEFAULT_LOCK_FILE = "/run/kipvs.lock"
 
@@ -15,10 +15,21 @@ class Busy(KipvsError):
     pass
 
 
+def writer_lock(dry_run: bool, path: str, wait: float):
+    """Changing commands hold the node lock; a dry run changes nothing and needs none."""
+    return nullcontext() if dry_run else node_lock(path, wait)
+
+
 @contextmanager
 def node_lock(path: str, wait: float):
     """Hold an exclusive flock on `path`, waiting up to `wait` seconds for another kipvs to finish."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        raise PermissionDenied(f"cannot open the lock file {path}: kipvs must run as root "
+                               "(or with CAP_NET_ADMIN and a writable --lock-file)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open the lock file {path}: {exc.strerror} (--lock-file)") from None
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -1,9 +1,12 @@
 """Prometheus metrics and /healthz for `kipvs watch`, in the text exposition format (no extra dependency)."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from kipvs.errors import ConfigError
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -18,14 +21,22 @@ class Metrics:
         self.commands = 0
         self.last_success = 0.0  # unix time
         self.last_success_monotonic: float | None = None
+        # Liveness follows syncs that completed, converged or not: one Service whose line keeps failing
+        # is a problem and a metric (kipvs_sync_converged, kipvs_sync_remaining_differences), and
+        # restarting kipvs would not fix it.
+        self.last_completed_monotonic: float | None = None
+        self.converged = 0
+        self.remaining = 0
         self.services = 0
         self.virtual_servers = 0
         self.real_servers = 0
         self.reflector_stats: dict[str, object] = {}
 
     def observe_sync(self, seconds: float, ok: bool, commands: int, services: int, virtual_servers: int,
-                     real_servers: int) -> None:
+                     real_servers: int, remaining: int = 0) -> None:
         with self.lock:
+            self.last_completed_monotonic = time.monotonic()
+            self.converged, self.remaining = int(ok), remaining
             self.syncs += 1
             self.duration_sum += seconds
             index = next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
@@ -43,8 +54,9 @@ class Metrics:
             self.sync_errors += 1
 
     def age(self) -> float | None:
+        """Seconds since the last completed sync (None before the first)."""
         with self.lock:
-            return None if self.last_success_monotonic is None else time.monotonic() - self.last_success_monotonic
+            return None if self.last_completed_monotonic is None else time.monotonic() - self.last_completed_monotonic
 
     def render(self) -> str:
         with self.lock:
@@ -62,6 +74,9 @@ class Metrics:
                 ("kipvs_commands_applied_total", "counter", "Commands sent to ip, ipvsadm and sysctl.", self.commands),
                 ("kipvs_last_successful_sync_timestamp_seconds", "gauge", "Unix time of the last converged sync.",
                  self.last_success),
+                ("kipvs_sync_converged", "gauge", "1 when the last sync left the kernel as wanted.", self.converged),
+                ("kipvs_sync_remaining_differences", "gauge", "What still differed after the last sync.",
+                 self.remaining),
                 ("kipvs_services", "gauge", "Services programmed.", self.services),
                 ("kipvs_virtual_servers", "gauge", "IPVS virtual servers programmed.", self.virtual_servers),
                 ("kipvs_real_servers", "gauge", "IPVS real servers programmed.", self.real_servers),
@@ -79,9 +94,14 @@ class Metrics:
             return "\n".join(lines) + "\n"
 
 
-def serve(metrics: Metrics, address: str, max_age: float) -> ThreadingHTTPServer:
-    """/metrics, and /healthz: 200 while the last converged sync is younger than `max_age` seconds."""
-    host, _, port = address.rpartition(":")
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def serve(metrics: Metrics, address: tuple[str, int], max_age: float) -> ThreadingHTTPServer:
+    """/metrics, and /healthz: 200 while the last completed sync is younger than `max_age` seconds.
+    `address`: (host, port) as `config.parse_listen_address` gives it; an IPv6 host listens on IPv6."""
+    host, port = address
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):
@@ -95,7 +115,7 @@ def serve(metrics: Metrics, address: str, max_age: float) -> ThreadingHTTPServer
                 healthy = age is not None and age <= max_age
                 code = 200 if healthy else 503
                 body = f"ok: last sync {age:.1f}s ago\n" if healthy else \
-                    ("no converged sync yet\n" if age is None else f"stale: last converged sync {age:.0f}s ago\n")
+                    ("no completed sync yet\n" if age is None else f"stale: last completed sync {age:.0f}s ago\n")
                 ctype = "text/plain"
             else:
                 code, body, ctype = 404, "not found\n", "text/plain"
@@ -106,7 +126,11 @@ def serve(metrics: Metrics, address: str, max_age: float) -> ThreadingHTTPServer
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), Handler)
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    try:
+        server = server_class((host, port), Handler)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-addr {host}:{port}: cannot listen: {exc.strerror}") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

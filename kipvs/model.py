@@ -75,6 +75,7 @@ class NetFacts:
     up_interfaces: frozenset[str] = field(default_factory=frozenset)
     local_routes: tuple[LocalRoute, ...] = ()
     default_routes: tuple[DefaultRoute, ...] = ()
+    kinds: dict[str, str] = field(default_factory=dict)  # interface -> link kind ("dummy", "" for a NIC)
 
     def addresses_on(self, interface: str) -> list[InterfaceAddress]:
         return [a for a in self.addresses if a.interface == interface]

@@ -70,7 +70,7 @@ def unwanted(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> tu
             continue
         if not is_owned(vs, dummy_ips, node_addresses, options):
             foreign.append(vs)
-        elif vs.ip not in desired.protected_addresses:
+        elif vs.ip not in desired.protected_addresses and not desired.hold_removals:
             stale.append(vs)
     return stale, foreign
 
@@ -111,7 +111,9 @@ def _prefix(ip: str) -> int:
     return 32 if family_of(ip) == 4 else 128
 
 
-def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, remove_link: bool = False) -> list[str]:
+def plan_addresses(desired: Desired, net: NetFacts, options: ProxyOptions, plan: Plan,
+                   remove_link: bool = False) -> list[str]:
+    interface = options.interface
     lines: list[str] = []
     present = {a.ip: a for a in net.addresses_on(interface) if not a.is_link_local}
     if desired.addresses and interface not in net.interfaces:
@@ -133,14 +135,17 @@ def plan_addresses(desired: Desired, net: NetFacts, interface: str, plan: Plan, 
         lines += check.lines
     plan.counts["routes fixed"] += sum(1 for c in checks if c.lines)
     wanted = set(desired.addresses)
-    stale = [a for ip, a in present.items() if ip not in wanted and ip not in desired.protected_addresses]
+    stale = [] if desired.hold_removals else \
+        [a for ip, a in present.items()
+         if ip not in wanted and ip not in desired.protected_addresses and not options.excluded(ip)]
     for address in stale:
         lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
         # The kernel removes only the local route it made; the one with the node IP as source stays behind.
         lines += [delete_line(r) for r in net.local_routes
                   if r.type == "local" and r.dst == address.ip and r.dev == interface and r.prefsrc != address.ip]
     plan.counts["addresses removed"] += len(stale)
-    if remove_link and interface in net.interfaces and len(stale) == len(present):
+    if remove_link and interface in net.interfaces and len(stale) == len(present) and \
+            net.kinds.get(interface, "dummy") == "dummy":
         lines.append(f"link del {interface}")
         plan.counts["interfaces removed"] += 1
     return lines
@@ -154,7 +159,7 @@ def plan_sysctls(kernel: KernelFacts, plan: Plan) -> list[str]:
 
 def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
     plan = Plan()
-    ip_lines = plan_addresses(desired, kernel.net, options.interface, plan)
+    ip_lines = plan_addresses(desired, kernel.net, options, plan)
     ipvs_lines = plan_ipvs(desired, kernel, options, plan)
     plan.batches = [Batch("ip", tuple(ip_lines)), Batch("ipvsadm", tuple(ipvs_lines)),
                     Batch("sysctl", tuple(plan_sysctls(kernel, plan)))]
@@ -166,6 +171,6 @@ def plan_cleanup(kernel: KernelFacts, options: ProxyOptions) -> Plan:
     plan = Plan()
     nothing = Desired()
     ipvs_lines = plan_ipvs(nothing, kernel, options, plan)
-    ip_lines = plan_addresses(nothing, kernel.net, options.interface, plan, remove_link=True)
+    ip_lines = plan_addresses(nothing, kernel.net, options, plan, remove_link=True)
     plan.batches = [Batch("ipvsadm", tuple(ipvs_lines)), Batch("ip", tuple(ip_lines))]
     return plan

@@ -1,14 +1,12 @@
 """Rich rendering of `kipvs show` for a person at a terminal."""
 from __future__ import annotations
 
-import os
-import sys
-
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
+
+from kipvs.environment import Environment, terminal_width
 
 STATE_STYLE = {"ok": "green", "missing": "red", "extra": "red", "different": "yellow"}
 
@@ -20,12 +18,13 @@ def _state(state: str) -> Text:
 def show_view(report: dict) -> Group:
     node = report["node"]
     ips = ", ".join(node["ips"].values()) or "none"
-    parts: list = [Text.from_markup(f"[bold]node[/] {escape(node['name'])}  [bold]node IPs[/] {ips}  "
-                                    f"[bold]interface[/] {escape(node['interface'])}  " +
-                                    ("[green]in sync[/]" if report["in_sync"] else "[red]drift[/]"))]
+    # Everything from the cluster or the command line is plain Text, never markup.
+    parts: list = [Text.assemble(("node", "bold"), f" {node['name']}  ", ("node IPs", "bold"), f" {ips}  ",
+                                 ("interface", "bold"), f" {node['interface']}  ",
+                                 ("in sync", "green") if report["in_sync"] else ("drift", "red"))]
     tree = Tree("[bold]services[/]")
     for svc in report["services"]:
-        branch = tree.add(f"[bold cyan]{escape(svc['namespace'])}/{escape(svc['name'])}[/]")
+        branch = tree.add(Text(f"{svc['namespace']}/{svc['name']}", style="bold cyan"))
         for vs in svc["virtual_servers"]:
             persist = f" persistent {vs['persistent']}s" if vs["persistent"] else ""
             label = Text.assemble((vs["address"], "bold"), f"  {vs['kind']}", f"  {vs['scheduler']}{persist}  ",
@@ -38,7 +37,9 @@ def show_view(report: dict) -> Group:
             for column in ("real server", "pod", "node", "weight", "active", "inactive", "cps", "state"):
                 table.add_column(column)
             for rs in vs["real_servers"]:
-                table.add_row(rs["address"], rs["pod"], rs["node"], str(rs["weight"]), str(rs["active"]),
+                # Cells are markup by default: names from the cluster must be plain text.
+                table.add_row(Text(rs["address"]), Text(str(rs["pod"])), Text(str(rs["node"])), str(rs["weight"]),
+                              str(rs["active"]),
                               str(rs["inactive"]), str(rs["cps"]), _state(rs["state"]))
             vs_branch.add(table)
     parts.append(tree)
@@ -64,10 +65,11 @@ def show_view(report: dict) -> Group:
     return Group(*parts)
 
 
-def print_show(report: dict, console: Console | None = None) -> None:
-    # Piped output (less, grep, a ticket) should not be cut to 80 columns; COLUMNS still wins.
+def print_show(report: dict, env: Environment | None = None, console: Console | None = None) -> None:
     if console is None:
-        # Height too: with TERM=dumb rich ignores a width given alone and falls back to 80 columns.
-        console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "200")),
-                                                                height=int(os.environ.get("LINES", "50")))
+        env = env or Environment()
+        # Piped output (less, grep, a ticket) should not be cut to 80 columns; COLUMNS still wins. Height
+        # too: with TERM=dumb rich ignores a width given alone and falls back to 80 columns.
+        console = Console(file=env.stdout) if env.stdout_isatty else \
+            Console(file=env.stdout, width=terminal_width(), height=50)
     console.print(show_view(report))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import TextIO
 
 import sh
 
-from kipvs.errors import CommandFailed, NoIPVS, PermissionDenied, ToolMissing
+from kipvs.errors import CommandFailed, NoDummy, NoIPVS, PermissionDenied, ToolMissing
 
 log = logging.getLogger("kipvs.runner")
 
@@ -65,6 +64,9 @@ def classify_failure(argv: list[str], returncode: int | None, stderr: str) -> Ex
         return PermissionDenied(f"`{' '.join(argv)}`: permission denied: run as root (needs CAP_NET_ADMIN)")
     if argv[0] == "ipvsadm" and ("can't initialize ipvs" in text or "protocol not available" in text):
         return NoIPVS("the kernel has no IPVS: load the ip_vs module (modprobe ip_vs) or use a kernel with IPVS")
+    if argv[0] == "ip" and "unknown device type" in text:
+        return NoDummy("the kernel cannot create dummy interfaces: modprobe dummy (or use a kernel with "
+                       "CONFIG_DUMMY)")
     return CommandFailed(argv, returncode, stderr)
 
 
@@ -94,7 +96,7 @@ class Runner:
                            _env=_child_env())
             # sh's own _timeout polls every 0.1 s, which adds 0.1 s to every command: a timer is free.
             expired = threading.Event()
-            timer = threading.Timer(self.timeout, lambda: (expired.set(), proc.kill()))
+            timer = threading.Timer(self.timeout, _kill_on_timeout, (proc, expired))
             timer.start()
             try:
                 proc.wait()
@@ -154,15 +156,28 @@ class DryRunRunner(Runner):
     dry_run = True
 
     def __init__(self, out: TextIO | None = None, timeout: float = DEFAULT_TIMEOUT):
+        """`out`: where the command lines go; None keeps them in `planned` only (for --output json)."""
         super().__init__(timeout)
-        self.out = out or sys.stdout
+        self.out = out
+        self.planned: list[str] = []
 
     def apply(self, batches: list[Batch]) -> list[Result]:
         for batch in batches:
-            for line in batch.command_lines():
-                print(line, file=self.out)
-        self.out.flush()
+            lines = batch.command_lines()
+            self.planned += lines
+            if self.out is not None:
+                self.out.write("".join(line + "\n" for line in lines))
+        if self.out is not None:
+            self.out.flush()
         return []
+
+
+def _kill_on_timeout(proc, expired: threading.Event) -> None:
+    expired.set()
+    try:
+        proc.kill()
+    except ProcessLookupError:  # it exited just as the timer fired: not a timeout after all
+        expired.clear()
 
 
 def _text(data: bytes | str | None) -> str:

@@ -1,17 +1,16 @@
 """`kipvs cleanup`: remove what kipvs owns (virtual servers, addresses, routes, the empty dummy interface)."""
 from __future__ import annotations
 
-from kipvs.config import ProxyOptions
-from kipvs.facts.kernel import read_kernel, read_kernel_or_empty
-from kipvs.plan import Plan, plan_cleanup
-from kipvs.runner import Runner
+from kipvs.config import ProxyOptions, RunOptions
+from kipvs.environment import Environment
+from kipvs.errors import ExitStatus
+from kipvs.lock import writer_lock
+from kipvs.output import summary
+from kipvs.reconcile import remove_owned
 
 
-def cleanup(runner: Runner, options: ProxyOptions) -> tuple[Plan, list[str]]:
-    """Returns the plan and what is still there afterwards (empty on success)."""
-    kernel = read_kernel_or_empty(runner)
-    plan = plan_cleanup(kernel, options)
-    runner.apply(plan.batches)
-    if runner.dry_run or plan.empty:
-        return plan, []
-    return plan, plan_cleanup(read_kernel(runner), options).command_lines()
+def run_cleanup(env: Environment, options: ProxyOptions, run: RunOptions) -> ExitStatus:
+    with writer_lock(run.dry_run, run.lock_file, run.lock_timeout):
+        plan, remaining = remove_owned(env.runner(run.dry_run, run.command_timeout), options)
+    summary(env, f"cleanup: {plan.summary()}" + (f"; {len(remaining)} left over" if remaining else ""))
+    return ExitStatus.OK if not remaining else ExitStatus.DRIFT

@@ -4,7 +4,11 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from kipvs.errors import ConfigError
+from kipvs.config import RunOptions
+from kipvs.environment import Environment
+from kipvs.errors import ConfigError, ExitStatus
+from kipvs.lock import writer_lock
+from kipvs.output import emit_json, summary
 from kipvs.facts.iproute import read_net_facts
 from kipvs.routes import check_routes, resolve_node_ips, service_addresses_on
 from kipvs.runner import Batch, Runner
@@ -68,3 +72,14 @@ def fix_routes(runner: Runner, interface: str, node_ip_args: list[str]) -> FixRo
     report.failed = [c.vip for c in after if not c.correct]
     report.fixed = sum(1 for before, now in zip(checks, after) if before.lines and now.correct)
     return report
+
+
+def run_fix_routes(env: Environment, interface: str, node_ips: tuple[str, ...], run: RunOptions) -> ExitStatus:
+    runner = env.runner(run.dry_run, run.command_timeout, collect=run.json)
+    with writer_lock(run.dry_run, run.lock_file, run.lock_timeout):
+        report = fix_routes(runner, interface, list(node_ips))
+    if run.json:
+        emit_json(env, report.to_json())
+    else:
+        summary(env, report.summary())
+    return ExitStatus.OK if report.ok else ExitStatus.DRIFT

@@ -1,14 +1,18 @@
 """`kipvs show`: what the cluster wants, what the kernel has, and what differs, as plain data."""
 from __future__ import annotations
 
-from kipvs.config import ProxyOptions
-from kipvs.commands.sync import NodeIdentity, compute
+from kipvs.config import ProxyOptions, SourceOptions
+from kipvs.environment import Environment
+from kipvs.errors import ExitStatus
 from kipvs.facts.ipvsadm import READ_CONNECTIONS, READ_RATES, Counters, parse_connections, parse_rates
 from kipvs.facts.kernel import read_kernel
+from kipvs.model import host_port
+from kipvs.output import emit_json
 from kipvs.plan import plan_sync, unwanted
-from kipvs.routes import check_routes
+from kipvs.reconcile import NodeIdentity, check_complete, compute
 from kipvs.runner import Runner
-from kipvs.sources import Snapshot
+from kipvs.routes import check_routes
+from kipvs.sources import Snapshot, load_snapshot
 
 
 def _real_server_rows(vs, kernel_vs, desired, connections, rates) -> list[dict]:
@@ -22,7 +26,7 @@ def _real_server_rows(vs, kernel_vs, desired, connections, rates) -> list[dict]:
             "missing" if key not in theirs else "extra" if key not in ours else "different"
         conns = connections.get((vs.key, key), Counters())
         rate = rates.get((vs.key, key), Counters())
-        rows.append({"address": f"{rs.ip}:{rs.port}", "pod": info.pod if info else "", "node": info.node if info else "",
+        rows.append({"address": host_port(rs.ip, rs.port), "pod": info.pod if info else "", "node": info.node if info else "",
                      "weight": rs.weight, "forward": rs.forward, "active": conns.active, "inactive": conns.inactive,
                      "cps": rate.cps, "in_bps": rate.in_bps, "out_bps": rate.out_bps, "state": state})
     return rows
@@ -79,3 +83,19 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
         "skipped": list(desired.skipped),
         "in_sync": plan.empty,
     }
+
+
+def run_show(env: Environment, source: SourceOptions, options: ProxyOptions, command_timeout: float,
+             as_json: bool, check: bool) -> ExitStatus:
+    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout)
+    node = NodeIdentity(source.node_name, source.node_ips)
+    if not source.allow_partial:
+        check_complete(snapshot, node, from_file=bool(source.cluster_file))
+    report = show(env.runner(False, command_timeout), snapshot, node, options)
+    if as_json:
+        emit_json(env, report)
+    elif not check:
+        from kipvs.render import print_show
+
+        print_show(report, env)
+    return ExitStatus.OK if report["in_sync"] or not check else ExitStatus.DRIFT

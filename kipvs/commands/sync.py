@@ -1,136 +1,28 @@
 """`kipvs sync`: one reconcile of IPVS, service addresses and local routes, verified afterwards."""
 from __future__ import annotations
 
-import logging
-import time
-from dataclasses import dataclass, field
-from typing import Callable
-
-from kipvs.config import ProxyOptions
-from kipvs.desired import Desired, build_desired, node_ips_from_objects
-from kipvs.facts.ipvsadm import service_key_of_line
-from kipvs.facts.kernel import KernelFacts, read_kernel_or_empty, reread
-from kipvs.model import family_of
-from kipvs.plan import Plan, plan_sync
-from kipvs.routes import resolve_node_ips
-from kipvs.runner import Runner
-from kipvs.sources import Snapshot
-
-log = logging.getLogger("kipvs.sync")
+from kipvs.config import ProxyOptions, RunOptions, SourceOptions
+from kipvs.environment import Environment
+from kipvs.errors import ExitStatus
+from kipvs.lock import writer_lock
+from kipvs.output import emit_json, progress_reporter, report_problems, summary
+from kipvs.reconcile import NodeIdentity, check_complete, sync_once
+from kipvs.sources import load_snapshot
 
 
-@dataclass(frozen=True)
-class NodeIdentity:
-    name: str
-    explicit_ips: tuple[str, ...] = ()
-
-
-@dataclass
-class SyncResult:
-    desired: Desired
-    plan: Plan
-    kernel: KernelFacts
-    remaining: list[str] = field(default_factory=list)  # what still differs after applying
-    seconds: float = 0.0
-    kernel_after: KernelFacts | None = None  # the kernel as verified at the end (None for a dry run)
-
-    @property
-    def converged(self) -> bool:
-        return not self.remaining
-
-    def summary(self) -> str:
-        vs = len(self.desired.virtual_servers)
-        rs = sum(len(v.real_servers) for v in self.desired.virtual_servers)
-        text = f"sync: {vs} virtual servers, {rs} real servers, {len(self.desired.addresses)} addresses; "
-        text += self.plan.summary()
-        if self.desired.problems:
-            text += f"; {len(self.desired.problems)} problem(s) in cluster objects"
-        if self.remaining:
-            text += f"; NOT CONVERGED, {len(self.remaining)} difference(s) remain"
-        return text + f" ({self.seconds:.2f}s)"
-
-
-def node_ips_for(node: NodeIdentity, snapshot: Snapshot, kernel: KernelFacts) -> dict[int, str]:
-    """--node-ip, else the Node object's InternalIPs, else the default-route interface."""
-    from_api = node_ips_from_objects(snapshot.nodes, node.name)
-    if kernel.readable:
-        return resolve_node_ips(list(node.explicit_ips), kernel.net, fallback=from_api)
-    chosen = dict(from_api)
-    chosen.update({family_of(ip): ip for ip in node.explicit_ips})
-    return chosen
-
-
-def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
-    node_ips = node_ips_for(node, snapshot, kernel)
-    local_ips = [a.ip for a in kernel.net.addresses
-                 if a.interface not in (options.interface, "lo") and a.scope == "global"]
-    desired = build_desired(snapshot, node.name, node_ips, options, local_ips)
-    for problem in desired.problems:
-        log.error("%s", problem)
-    for family in sorted({family_of(ip) for ip in desired.addresses} - set(node_ips)):
-        log.error("no IPv%d node IP for node %s: NodePorts and route sources of that family are skipped "
-                  "(pass --node-ip)", family, node.name)
-    return desired
-
-
-def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
-              progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None) -> SyncResult:
-    """`progress` hears each phase (a terminal shows it; elsewhere it is a log line). `known`: the
-    kernel as the previous sync verified it, to plan from without reading it again (watch mode)."""
-    started = time.monotonic()
-    progress("reading the kernel")
-    kernel = known if known is not None else read_kernel_or_empty(runner)
-    progress(f"planning {len(snapshot.services)} services")
-    desired = compute(snapshot, node, options, kernel)
-    plan = plan_sync(desired, kernel, options)
-    if not plan.empty:
-        progress(f"applying {len(plan.command_lines())} commands")
-    runner.apply(plan.batches)
-    result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel)
-    if not runner.dry_run and not plan.empty:
-        progress("verifying")
-        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan)
-        for line in result.remaining[:20]:
-            log.error("still differs after sync: %s", line)
-    result.seconds = time.monotonic() - started
-    return result
-
-
-# How long to wait for IPv6's deferred local route of a new address, and how many repair rounds follow.
-KERNEL_ROUTE_WAIT = 3.0
-SETTLE_ROUNDS = 1
-
-
-def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions,
-           plan: Plan) -> tuple[list[str], KernelFacts]:
-    """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
-    what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
-    VIP as source, and that route must be repaired once it is there. Re-reads only what the
-    applied batches could change. Returns what still differs, and the kernel as last read."""
-    new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
-        {a.ip for a in before.net.addresses_on(options.interface)}
-    after = reread(runner, before, _tools(plan), _touched(plan))
-    waited = 0.0
-    while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
-        time.sleep(0.1)
-        waited += 0.1
-        after = reread(runner, after, {"ip"})
-    for _ in range(SETTLE_ROUNDS):
-        again = plan_sync(desired, after, options)
-        if again.empty:
-            return [], after
-        runner.apply(again.batches)
-        after = reread(runner, after, _tools(again), _touched(again))
-    return plan_sync(desired, after, options).command_lines(), after
-
-
-def _tools(plan: Plan) -> set[str]:
-    return {batch.tool for batch in plan.batches if batch.lines}
-
-
-def _touched(plan: Plan) -> set[tuple]:
-    return {service_key_of_line(line) for batch in plan.batches if batch.tool == "ipvsadm" for line in batch.lines}
-
-
-def _kernel_made_routes(kernel: KernelFacts, addresses: set[str]) -> set[str]:
-    return {r.dst for r in kernel.net.local_routes if r.dst in addresses and r.metric == 0}
+def run_sync(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions) -> ExitStatus:
+    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout)
+    node = NodeIdentity(source.node_name, source.node_ips)
+    if not source.allow_partial:
+        check_complete(snapshot, node, from_file=bool(source.cluster_file))
+    runner = env.runner(run.dry_run, run.command_timeout, collect=run.json)
+    with writer_lock(run.dry_run, run.lock_file, run.lock_timeout), progress_reporter(env) as progress:
+        result = sync_once(runner, snapshot, node, options, progress)
+    report_problems(result.desired.problems)
+    if run.json:
+        emit_json(env, {"counts": dict(result.plan.counts), "commands": result.plan.command_lines(),
+                        "remaining": result.remaining, "problems": [str(p) for p in result.desired.problems],
+                        "converged": result.converged, "dry_run": run.dry_run, "seconds": round(result.seconds, 3)})
+    else:
+        summary(env, result.summary())
+    return ExitStatus.OK if result.converged else ExitStatus.DRIFT

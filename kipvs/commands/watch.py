@@ -13,15 +13,17 @@ import logging
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
 
-from kipvs.commands.sync import NodeIdentity, SyncResult, sync_once
-from kipvs.config import ProxyOptions
-from kipvs.errors import KipvsError
+from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_duration,
+                          parse_listen_address)
+from kipvs.environment import Environment
+from kipvs.errors import ExitStatus, KipvsError
 from kipvs.facts.kernel import KernelFacts
 from kipvs.lock import node_lock
-from kipvs.metrics import Metrics
+from kipvs.metrics import Metrics, serve
+from kipvs.output import ProblemLog
+from kipvs.reconcile import NodeIdentity, SyncResult, check_complete, remove_owned, sync_once
 from kipvs.runner import Runner
 from kipvs.sources import Snapshot
 from kipvs.sources.reflector import Backoff, Reflector, Resource
@@ -42,20 +44,19 @@ class WatchSettings:
     lock_timeout: float = 30.0
 
 
-def api_resources(api_client) -> list[Resource]:
+def api_resources(api_client, node_name: str | None = None) -> list[Resource]:
+    """With `node_name`, only that Node is watched: other nodes' heartbeats must not wake kipvs up."""
+    import functools
+
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
     discovery = client.DiscoveryV1Api(api_client)
+    list_node = functools.partial(core.list_node, field_selector=f"metadata.name={node_name}") \
+        if node_name else core.list_node
     return [Resource("Service", "v1", core.list_service_for_all_namespaces),
             Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces),
-            Resource("Node", "v1", core.list_node)]
-
-
-def own_node_only(resource: Resource, node_name: str) -> Resource:
-    """Only this node's Node object matters (its addresses); every other node's status heartbeat
-    (every ~10 s per node, cluster-wide) would otherwise wake the reflector and mark the state dirty."""
-    return replace(resource, list_call=partial(resource.list_call, field_selector=f"metadata.name={node_name}"))
+            Resource("Node", "v1", list_node)]
 
 
 class Watcher:
@@ -69,11 +70,13 @@ class Watcher:
         self.origin = origin
         self.stop = threading.Event()
         self.dirty = threading.Event()
-        self.syncs: list[SyncResult] = []
+        # Only the last result is kept: a long-running service must not grow with every sync.
+        self.last_result: SyncResult | None = None
+        self.sync_count = 0
+        self.problem_log = ProblemLog()
         # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
         # of reading thousands of rules again; the periodic full resync reads the kernel for real.
         self.verified: KernelFacts | None = None
-        resources = [own_node_only(r, node.name) if r.kind == "Node" else r for r in resources]
         self.reflectors = [
             Reflector(r, self._changed, self.stop, settings.watch_timeout, settings.read_grace,
                       settings.request_timeout, Backoff(settings.backoff_initial, settings.backoff_cap))
@@ -95,8 +98,11 @@ class Watcher:
             else nullcontext()
         started = time.monotonic()
         try:
+            snapshot = self.snapshot()
+            # Without this node's Node, NodePorts and node IPs are unknown: stop, as kube-router does.
+            check_complete(snapshot, self.node, from_file=False)
             with lock:
-                result = sync_once(self.runner, self.snapshot(), self.node, self.options,
+                result = sync_once(self.runner, snapshot, self.node, self.options,
                                    known=None if full else self.verified)
         except KipvsError as exc:
             log.error("sync failed: %s", exc)
@@ -107,8 +113,11 @@ class Watcher:
         desired = result.desired
         self.metrics.observe_sync(time.monotonic() - started, result.converged, len(result.plan.command_lines()),
                                   len({(o.namespace, o.name) for o in desired.origins.values()}),
-                                  len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers))
-        self.syncs.append(result)
+                                  len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers),
+                                  len(result.remaining))
+        self.last_result = result
+        self.sync_count += 1
+        self.problem_log.update(result.desired.problems)
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
         log.log(level, "%s", result.summary())
         return result
@@ -140,3 +149,50 @@ class Watcher:
 
     def shutdown(self) -> None:
         self.stop.set()
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """The watch-only options, as given on the command line."""
+
+    min_sync_period: str = "200ms"
+    sync_period: str = "5m"
+    metrics_addr: str | None = None
+    health_max_age: str = "15m"
+    cleanup_on_exit: bool = False
+
+
+def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
+              request: WatchRequest) -> ExitStatus:
+    import signal
+
+    from kipvs.sources.api import load_client_config
+
+    settings = WatchSettings(min_sync_period=parse_duration(request.min_sync_period, "--min-sync-period"),
+                             sync_period=parse_duration(request.sync_period, "--sync-period"),
+                             lock_file=check_lock_file(run.lock_file), lock_timeout=run.lock_timeout)
+    listen = parse_listen_address(request.metrics_addr, "--metrics-addr") if request.metrics_addr else None
+    max_age = parse_duration(request.health_max_age, "--health-max-age")
+    api_client = load_client_config(source.kubeconfig)
+    metrics = Metrics()
+    if listen:
+        serve(metrics, listen, max_age)
+    runner = env.runner(False, run.command_timeout)
+    watcher = Watcher(api_resources(api_client, source.node_name), runner,
+                      NodeIdentity(source.node_name, source.node_ips), options, settings, metrics,
+                      origin=api_client.configuration.host)
+
+    def stop(signum, _frame):
+        log.warning("%s: finishing the current sync, then exiting", signal.Signals(signum).name)
+        watcher.shutdown()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    watcher.run()
+    if request.cleanup_on_exit:
+        with node_lock(run.lock_file, run.lock_timeout):
+            plan, _ = remove_owned(runner, options)
+        log.warning("cleanup on exit: %s", plan.summary())
+    else:
+        log.warning("exiting; IPVS rules, addresses and routes stay in place")
+    return ExitStatus.OK

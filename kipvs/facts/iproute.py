@@ -11,7 +11,8 @@ FAMILY = {"inet": 4, "inet6": 6}
 
 # Two `ip -batch` processes read everything: process start-up, not the kernel, is what costs.
 # (A batch line takes no options, and an unspecified family means IPv4 for routes, hence two.)
-READ_ALL = (["ip", "-j", "-batch", "-"], "addr show\nroute show table local\nroute show default\n")
+# -d adds each link's kind (linkinfo.info_kind: dummy, veth, …; absent for physical NICs).
+READ_ALL = (["ip", "-j", "-d", "-batch", "-"], "addr show\nroute show table local\nroute show default\n")
 READ_IPV6 = (["ip", "-j", "-6", "-batch", "-"], "route show table local\nroute show default\n")
 
 
@@ -47,6 +48,12 @@ def parse_links(links: list[dict]) -> tuple[list[InterfaceAddress], set[str], se
     return addresses, interfaces, up
 
 
+def parse_link_kinds(links: list[dict]) -> dict[str, str]:
+    """Interface name -> link kind from `ip -d -j addr show` ("" for a physical NIC)."""
+    return {link["ifname"]: str((link.get("linkinfo") or {}).get("info_kind") or "")
+            for link in links if link.get("ifname")}
+
+
 def parse_route_list(routes: list[dict]) -> list[LocalRoute]:
     return [LocalRoute(type=r.get("type", "unicast"), dst=r["dst"], dev=r.get("dev"), prefsrc=r.get("prefsrc"),
                        protocol=r.get("protocol"), scope=r.get("scope"), metric=int(r.get("metric", 0)))
@@ -74,5 +81,6 @@ def read_net_facts(runner: Runner) -> NetFacts:
     local6, default6 = _read_ipv6(runner)
     addresses, interfaces, up = parse_links(addrs)
     return NetFacts(addresses=tuple(addresses), interfaces=frozenset(interfaces), up_interfaces=frozenset(up),
+                    kinds=parse_link_kinds(addrs),
                     local_routes=tuple(parse_route_list(local4) + parse_route_list(local6)),
                     default_routes=tuple(default_route_list(default4, 4) + default_route_list(default6, 6)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from kipvs.errors import ClusterUnavailable
 from kipvs.sources import Snapshot
@@ -15,14 +16,17 @@ def load_client_config(kubeconfig: str | None):
     """In-cluster config when running in a pod (and no kubeconfig given), else kubeconfig."""
     from kubernetes import client, config
 
+    configuration = client.Configuration()
+    # urllib3 would retry a silent server 3 more times per request; kipvs's own deadline and the
+    # reflector's backoff decide instead.
+    configuration.retries = False
     try:
         if kubeconfig is None:
             try:
-                config.load_incluster_config()
-                return client.ApiClient()
+                config.load_incluster_config(client_configuration=configuration)
+                return client.ApiClient(configuration)
             except config.ConfigException:
                 pass
-        configuration = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         return client.ApiClient(configuration)
     except (config.ConfigException, OSError, TypeError) as exc:
@@ -30,16 +34,23 @@ def load_client_config(kubeconfig: str | None):
 
 
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,
-             gone: type[Exception] | None = None) -> tuple[list[dict], str]:
+             gone: type[Exception] | None = None, deadline: float | None = None,
+             **selectors) -> tuple[list[dict], str]:
     """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion).
 
-    A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists."""
+    A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists.
+    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call."""
     from kubernetes.client.exceptions import ApiException
 
     items: list[dict] = []
     token = None
     while True:
-        kwargs = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": request_timeout}
+        timeout = request_timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise TimeoutError(f"{kind} list took longer than the API timeout")
+        kwargs = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": timeout, **selectors}
         if token:
             kwargs["_continue"] = token
         try:
@@ -58,7 +69,8 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
             return items, (page.get("metadata") or {}).get("resourceVersion", "")
 
 
-def read_cluster_api(api_client, request_timeout: float = 30.0) -> Snapshot:
+def read_cluster_api(api_client, timeout: float = 10.0) -> Snapshot:
+    """The three lists, all within `timeout` seconds (--api-timeout): a cron sync must not hang."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -67,13 +79,21 @@ def read_cluster_api(api_client, request_timeout: float = 30.0) -> Snapshot:
     discovery = client.DiscoveryV1Api(api_client)
     host = api_client.configuration.host
     try:
-        services, _ = list_all(core.list_service_for_all_namespaces, "Service", "v1", request_timeout)
+        deadline = time.monotonic() + timeout
+        services, _ = list_all(core.list_service_for_all_namespaces, "Service", "v1", timeout, deadline=deadline)
         slices, _ = list_all(discovery.list_endpoint_slice_for_all_namespaces, "EndpointSlice",
-                             "discovery.k8s.io/v1", request_timeout)
-        nodes, _ = list_all(core.list_node, "Node", "v1", request_timeout)
+                             "discovery.k8s.io/v1", timeout, deadline=deadline)
+        nodes, _ = list_all(core.list_node, "Node", "v1", timeout, deadline=deadline)
     except ApiException as exc:
         raise ClusterUnavailable(f"API server {host}: {exc.status} {exc.reason}") from None
+    except TimeoutError:
+        raise ClusterUnavailable(f"API server {host} did not answer within {timeout:g}s (--api-timeout)") from None
     except (HTTPError, OSError) as exc:
-        raise ClusterUnavailable(f"API server {host} unreachable: {exc}") from None
+        if "timed out" in str(exc).lower():
+            raise ClusterUnavailable(f"API server {host} did not answer within {timeout:g}s "
+                                     "(--api-timeout)") from None
+        raise ClusterUnavailable(f"API server {host} unreachable: {str(exc).splitlines()[0][:200]}") from None
+    except ValueError as exc:  # a body that is not JSON
+        raise ClusterUnavailable(f"API server {host}: unreadable answer: {str(exc)[:200]}") from None
     log.info("listed %d services, %d endpointslices, %d nodes from %s", len(services), len(slices), len(nodes), host)
     return Snapshot(tuple(services), tuple(slices), tuple(nodes), origin=host)

@@ -1,7 +1,14 @@
-"""`--cluster-file`: what `kubectl get services,endpointslices,nodes -A -o yaml|json` prints."""
+"""`--cluster-file`: what `kubectl get services,endpointslices,nodes -A -o json|yaml` prints.
+
+The file may come from anyone: every way it can be unreadable (not UTF-8, binary, a directory,
+closed stdin, YAML errors, nesting deeper than Python can follow, alias bombs, sheer size) is one
+line naming the file and the cause, and exit status 2 with nothing changed.
+"""
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 
 import yaml
@@ -9,33 +16,132 @@ import yaml
 from kipvs.errors import ClusterUnavailable
 from kipvs.sources import Snapshot, snapshot_from_objects
 
+# A 50,000-Service dump with 10 endpoints each is about 300 MB of JSON; refuse what is far beyond.
+MAX_BYTES = int(os.environ.get("KIPVS_MAX_CLUSTER_FILE_BYTES", 1 << 30))
+# kubectl never writes YAML aliases; a few in a hand-written file are fine, an expansion that
+# makes the data larger than the text (a "billion laughs" bomb) is refused.
+ALIAS_SLACK = 10_000
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C loader when present: ~10x faster
+# libyaml's composer recurses in C without a limit: nesting deep enough to overflow the stack kills
+# the process, so it is measured (cheaply) first. kubectl's output nests about 10 levels.
+MAX_NESTING = 200
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEEP_BLOCK = re.compile(r"^ {%d,}\S|(?:[-?] +){%d,}" % (MAX_NESTING * 2, MAX_NESTING), re.M)
+
 
 def _flatten(document) -> list[dict]:
     """A `List` (kubectl's -o yaml/json of several kinds) or a single object."""
     if not isinstance(document, dict):
         return []
-    if document.get("kind", "").endswith("List") or ("items" in document and "kind" not in document):
-        return [item for item in document.get("items") or [] if isinstance(item, dict)]
+    kind = document.get("kind")
+    if (isinstance(kind, str) and kind.endswith("List")) or ("items" in document and "kind" not in document):
+        items = document.get("items")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     return [document]
+
+
+def _check_expansion(documents: list, budget: int) -> None:
+    """Walk the loaded data as a consumer would; aliases that expand it past `budget` nodes (or
+    refer to themselves) are refused before anything else walks it."""
+    stack = list(documents)
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ClusterUnavailable("YAML aliases expand far beyond the file's size (an alias bomb?): refused")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _check_nesting(text: str, origin: str) -> None:
+    if _DEEP_BLOCK.search(text):
+        raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump")
+    if "[" not in text and "{" not in text:
+        return
+    depth = 0
+    for c in _NOT_BRACKET.sub("", _QUOTED.sub("", text)):
+        depth += 1 if c in "[{" else -1
+        if depth > MAX_NESTING:
+            raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump")
+
+
+def _load_yaml(text: str, origin: str) -> list:
+    _check_nesting(text, origin)
+    try:
+        documents = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ClusterUnavailable(f"{origin}: not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ClusterUnavailable(f"{origin}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if "*" in text:
+        _check_expansion(documents, len(text) + ALIAS_SLACK)
+    return documents
 
 
 def parse_cluster_text(text: str, origin: str) -> Snapshot:
     try:
-        documents = [json.loads(text)] if text.lstrip().startswith("{") else list(yaml.safe_load_all(text))
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ClusterUnavailable(f"{origin}: not a kubectl YAML or JSON dump: {str(exc).splitlines()[0]}") from None
+        if text.lstrip().startswith(("{", "[")):
+            try:
+                documents = [json.loads(text)]
+            except json.JSONDecodeError as exc:
+                raise ClusterUnavailable(f"{origin}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                                         f"{exc.msg}") from None
+        else:
+            documents = _load_yaml(text, origin)
+    except RecursionError:
+        raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump") from None
     objects = [obj for doc in documents for obj in _flatten(doc)]
     snapshot = snapshot_from_objects(objects, origin)
     if not (snapshot.services or snapshot.endpoint_slices or snapshot.nodes):
         raise ClusterUnavailable(f"{origin}: no Service, EndpointSlice or Node in it "
-                                 "(expected `kubectl get services,endpointslices,nodes -A -o yaml`)")
+                                 "(expected `kubectl get services,endpointslices,nodes -A -o json`)")
     return snapshot
+
+
+def _read_limited(stream) -> bytes:
+    """Up to MAX_BYTES + 1 bytes, in chunks: read(n) would allocate n bytes up front."""
+    chunks, total = [], 0
+    while total <= MAX_BYTES:
+        chunk = stream.read(min(1 << 20, MAX_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk if isinstance(chunk, bytes) else chunk.encode())
+        total += len(chunks[-1])
+    return b"".join(chunks)
+
+
+def _read_bytes(path: str, origin: str) -> bytes:
+    try:
+        if path == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise ClusterUnavailable("cannot read cluster file stdin: it is closed")
+            data = _read_limited(getattr(sys.stdin, "buffer", sys.stdin))
+        else:
+            with open(path, "rb") as f:
+                data = _read_limited(f)
+    except OSError as exc:
+        raise ClusterUnavailable(f"cannot read cluster file {origin}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeError) as exc:  # a closed or text-only stream
+        raise ClusterUnavailable(f"cannot read cluster file {origin}: {exc}") from None
+    if len(data) > MAX_BYTES:
+        raise ClusterUnavailable(f"cluster file {origin} is larger than {MAX_BYTES} bytes: refused "
+                                 "(KIPVS_MAX_CLUSTER_FILE_BYTES raises the limit)")
+    return data
 
 
 def read_cluster_file(path: str) -> Snapshot:
     origin = "stdin" if path == "-" else path
+    data = _read_bytes(path, origin)
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise ClusterUnavailable(f"cannot read cluster file {origin}: {exc.strerror}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClusterUnavailable(f"{origin}: not UTF-8 text (byte {exc.start}): is it a kubectl dump?") from None
+    if "\x00" in text:
+        raise ClusterUnavailable(f"{origin}: binary data, not a kubectl dump")
     return parse_cluster_text(text, origin)

@@ -17,3 +17,13 @@ def cluster():
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture
+def lab(cluster):
+    """Three nodes with a web pod each and an API server process on node1 (examples/cluster.yaml)."""
+    for name in ("node1", "node2", "node3"):
+        node = cluster.add_node(name)
+        cluster.add_pod(node, f"{name[-1]}-web")
+    cluster.serve("node1", "apiserver", 6443)
+    return cluster

@@ -57,15 +57,6 @@ FOREIGN = ["-A -t 10.10.10.10:80 -s wlc", "-a -t 10.10.10.10:80 -r 10.10.10.11:8
            "-A -t 192.168.123.249:22 -s rr", "-A -f 7 -s rr"]
 
 
-@pytest.fixture
-def lab(cluster):
-    for name in ("node1", "node2", "node3"):
-        node = cluster.add_node(name)
-        cluster.add_pod(node, f"{name[-1]}-web")
-    cluster.serve("node1", "apiserver", 6443)
-    return cluster
-
-
 def sync(node, *args, cluster_file=EXAMPLE):
     proc = node.kipvs("sync", "-f", str(cluster_file), "--node-name", node.name, *RANGES, "--output", "json", *args)
     assert proc.returncode == 0, proc.stderr

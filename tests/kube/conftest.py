@@ -20,11 +20,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kipvs.commands.sync import NodeIdentity, compute
 from kipvs.commands.watch import Watcher, WatchSettings, api_resources
 from kipvs.config import ProxyOptions
 from kipvs.facts.kernel import read_kernel
 from kipvs.plan import plan_sync
+from kipvs.reconcile import NodeIdentity, compute
 from kipvs.sources.api import read_cluster_api
 from tests.kube.apiserver import LocalAPIServer
 from tests.kube.kubepair import KubePair, api_client_from
@@ -52,8 +52,10 @@ class Kube:
         self.core = client.CoreV1Api(self.admin)
         self.discovery = client.DiscoveryV1Api(self.admin)
         self.url = self.admin.configuration.host
-        # Node objects are made up by the tests: fine on a throw-away server, not in someone's cluster.
+        # Node objects are made up by the tests: fine on a throw-away server, not in someone's cluster,
+        # where kipvs plays one of its real nodes (it refuses to sync without its own Node).
         self.may_create_nodes = pair is not None
+        self.node = NODE if pair else NodeIdentity(self.core.list_node(limit=1).items[0].metadata.name, (NODE_IP,))
 
     # --- writes as the admin, raw JSON in and out ---
 
@@ -172,14 +174,14 @@ class Running:
 
     def converged(self) -> bool:
         kernel = read_kernel(self.kernel)
-        desired = compute(self.kube.snapshot(), NODE, OPTIONS, kernel)
+        desired = compute(self.kube.snapshot(), self.kube.node, OPTIONS, kernel)
         return plan_sync(desired, kernel, OPTIONS).empty
 
     def wait_converged(self, seconds: float = 20) -> float:
         started = time.monotonic()
         deadline = started + seconds
         while time.monotonic() < deadline:
-            if self.watcher.syncs and not self.watcher.dirty.is_set() and self.converged():
+            if self.watcher.sync_count and not self.watcher.dirty.is_set() and self.converged():
                 return time.monotonic() - started
             time.sleep(0.1)
         raise AssertionError(f"not converged after {seconds}s")
@@ -191,7 +193,8 @@ class Running:
 
 def start_watcher(kube: Kube, api_client, settings: WatchSettings = FAST) -> Running:
     kernel = SimKernel()
-    watcher = Watcher(api_resources(api_client), kernel, NODE, OPTIONS, settings, origin=api_client.configuration.host)
+    watcher = Watcher(api_resources(api_client, kube.node.name), kernel, kube.node, OPTIONS, settings,
+                      origin=api_client.configuration.host)
     run = Running(watcher, kernel, kube)
     run.thread.start()
     return run

@@ -14,7 +14,7 @@ def get(url):
 
 
 def test_metrics_and_healthz_follow_the_syncs(kube, running):
-    server = serve(running.watcher.metrics, "127.0.0.1:0", max_age=60)
+    server = serve(running.watcher.metrics, ("127.0.0.1", 0), max_age=60)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     seed(kube)
     running.wait_converged()
@@ -35,10 +35,28 @@ def test_metrics_and_healthz_follow_the_syncs(kube, running):
 
 def test_healthz_fails_before_the_first_sync_and_when_stale():
     metrics = Metrics()
-    server = serve(metrics, "127.0.0.1:0", max_age=0.0)
+    server = serve(metrics, ("127.0.0.1", 0), max_age=0.0)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    assert get(base + "/healthz") == (503, "no converged sync yet\n")
+    assert get(base + "/healthz") == (503, "no completed sync yet\n")
     metrics.observe_sync(0.01, True, 3, 1, 1, 1)
     code, body = get(base + "/healthz")
     assert code == 503 and body.startswith("stale")
+    server.shutdown()
+
+
+def test_a_sync_that_does_not_converge_is_a_metric_not_a_liveness_failure():
+    metrics = Metrics()
+    server = serve(metrics, ("127.0.0.1", 0), max_age=60)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    metrics.observe_sync(0.01, False, 3, 1, 1, 1, remaining=2)  # one Service's line keeps failing
+    assert get(base + "/healthz")[0] == 200
+    text = get(base + "/metrics")[1]
+    assert "kipvs_sync_converged 0\n" in text and "kipvs_sync_remaining_differences 2\n" in text
+    assert "kipvs_sync_errors_total 1\n" in text
+    server.shutdown()
+
+
+def test_metrics_listen_on_ipv6_loopback():
+    server = serve(Metrics(), ("::1", 0), max_age=60)
+    assert get(f"http://[::1]:{server.server_address[1]}/metrics")[0] == 200
     server.shutdown()

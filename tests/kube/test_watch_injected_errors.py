@@ -24,7 +24,7 @@ def seed(store, count=5):
 
 def start(api, tmp_path):
     kernel = SimKernel()
-    watcher = Watcher(api_resources(fake_api_client(api, tmp_path)), kernel, NODE, OPTIONS, FAST)
+    watcher = Watcher(api_resources(fake_api_client(api, tmp_path), NODE.name), kernel, NODE, OPTIONS, FAST)
     threading.Thread(target=watcher.run, daemon=True).start()
     return watcher, kernel
 
@@ -82,10 +82,10 @@ def test_first_sync_waits_for_every_cache(fake_api, tmp_path):
     fake_api.store.fail_next(3, 500)
     watcher, kernel = start(fake_api, tmp_path)
     deadline = time.monotonic() + 15
-    while not watcher.syncs and time.monotonic() < deadline:
+    while not watcher.sync_count and time.monotonic() < deadline:
         if kernel.batches:
             assert watcher.synced()
         time.sleep(0.01)
     watcher.shutdown()
-    assert watcher.syncs and len(kernel.services) == 5
+    assert watcher.sync_count and len(kernel.services) == 5
     assert isinstance(watcher.snapshot(), Snapshot)

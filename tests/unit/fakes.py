@@ -18,13 +18,13 @@ def fixture_outputs(name: str) -> dict[str, str]:
 class RecordingRunner(Runner):
     """Answers reads from a list of kernel states; each apply moves to the next state (if any)."""
 
-    def __init__(self, *states: dict[str, str], dry_run: bool = False):
+    def __init__(self, *states: dict[str, str], dry_run: bool = False, out=None):
         super().__init__()
         self.states = list(states)
         self.dry_run = dry_run
         self.reads: list[str] = []
         self.batches: list[Batch] = []
-        self.out = io.StringIO()
+        self.out = out if out is not None else io.StringIO()
 
     def run(self, argv: list[str], stdin: str | None = None) -> str:
         key = " ".join(argv)
@@ -59,3 +59,16 @@ class RecordingRunner(Runner):
     @property
     def applied_lines(self) -> list[str]:
         return [line for b in self.batches for line in b.command_lines()]
+
+
+def invoke(args: list[str], runner_factory=None, privileged: bool = True, **kwargs):
+    """The CLI in-process, with the runner seam (and root or not) injected through its Environment."""
+    from typer.testing import CliRunner
+
+    from kipvs.cli import app
+    from kipvs.environment import Environment
+
+    env = Environment(privileged=lambda: privileged)
+    if runner_factory is not None:
+        env.runner_factory = runner_factory
+    return CliRunner().invoke(app, args, obj=env, **kwargs)

@@ -25,7 +25,8 @@ def node_state(rules: str = "", dummy_ips: tuple[str, ...] = (), routes_src: dic
                 (routes6.append(dict(route, prefsrc=src, metric=1024)) if src else routes6.append(dict(route, metric=0)))
             else:
                 routes4.append(dict(route, scope="host", prefsrc=src or ip))
-        links.append({"ifname": "kube-dummy-if", "flags": ["BROADCAST", "NOARP", "UP", "LOWER_UP"], "addr_info": infos})
+        links.append({"ifname": "kube-dummy-if", "flags": ["BROADCAST", "NOARP", "UP", "LOWER_UP"],
+                      "linkinfo": {"info_kind": "dummy"}, "addr_info": infos})
     state = dict(base)
     state.update({
         "ipvsadm -S -n": rules,

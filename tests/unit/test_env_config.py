@@ -4,6 +4,7 @@ from typer.testing import CliRunner
 
 from kipvs import cli
 from kipvs.cli import app
+from kipvs.config import parse_duration
 
 NOT_CONFIG = {"help", "version", "install_completion", "show_completion", "check"}
 
@@ -42,7 +43,7 @@ def test_environment_configures_sync(monkeypatch):
 
 
 def test_durations_read_like_kube_routers():
-    assert cli.parse_duration("5m", "--sync-period") == 300
-    assert cli.parse_duration("1m30s", "--sync-period") == 90
-    assert cli.parse_duration("250ms", "--min-sync-period") == 0.25
-    assert cli.parse_duration("42", "--sync-period") == 42
+    assert parse_duration("5m", "--sync-period") == 300
+    assert parse_duration("1m30s", "--sync-period") == 90
+    assert parse_duration("250ms", "--min-sync-period") == 0.25
+    assert parse_duration("42", "--sync-period") == 42

@@ -1,12 +1,9 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from kipvs import cli
 from kipvs.commands.fix_routes import fix_routes
 from kipvs.errors import ConfigError
-from tests.unit.fakes import RecordingRunner, fixture_outputs
+from tests.unit.fakes import RecordingRunner, fixture_outputs, invoke
 
 BEFORE = fixture_outputs("node-before-fix")
 AFTER = fixture_outputs("node-after-fix")
@@ -17,7 +14,7 @@ def test_fixes_wrong_routes_in_one_batch_and_verifies():
     report = fix_routes(runner, "kube-dummy-if", [])
     assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 4
     assert (report.checked, report.fixed, report.already_correct, report.failed) == (3, 3, 0, [])
-    assert runner.reads.count("ip -j -batch -") == 2  # read, then verified
+    assert runner.reads.count("ip -j -d -batch -") == 2  # read, then verified
 
 
 def test_converged_node_runs_nothing():
@@ -49,20 +46,20 @@ def test_missing_interface_is_a_clear_error():
 
 
 @pytest.fixture
-def cli_runner(monkeypatch):
+def cli_runner():
     states = {"runner": None}
 
-    def make_runner(dry_run, timeout):
-        states["runner"] = RecordingRunner(*states["kernel"], dry_run=dry_run)
+    def make_runner(dry_run, timeout, out=None):
+        states["runner"] = RecordingRunner(*states["kernel"], dry_run=dry_run, out=out)
         return states["runner"]
 
-    monkeypatch.setattr(cli, "make_runner", make_runner)
+    states["invoke"] = lambda args, **kw: invoke(args, make_runner, **kw)
     return states
 
 
 def test_cli_json_summary_and_exit_status(cli_runner):
     cli_runner["kernel"] = [BEFORE, AFTER]
-    result = CliRunner().invoke(cli.app, ["fix-routes", "--output", "json"])
+    result = cli_runner["invoke"](["fix-routes", "--output", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["fixed"] == 3 and data["ok"] is True and data["node_ips"] == {"ipv4": "192.168.123.249",
@@ -71,13 +68,13 @@ def test_cli_json_summary_and_exit_status(cli_runner):
 
 def test_cli_exit_1_when_routes_stay_wrong(cli_runner):
     cli_runner["kernel"] = [BEFORE, BEFORE]
-    result = CliRunner().invoke(cli.app, ["fix-routes"])
+    result = cli_runner["invoke"](["fix-routes"])
     assert result.exit_code == 1 and "still wrong" in result.stderr
 
 
 def test_cli_error_is_one_line_and_exit_2(cli_runner):
     cli_runner["kernel"] = [BEFORE]
-    result = CliRunner().invoke(cli.app, ["fix-routes", "--node-ip", "10.1.1.1"])
+    result = cli_runner["invoke"](["fix-routes", "--node-ip", "10.1.1.1"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "kipvs: error: node IP 10.1.1.1 is not configured on this host: the kernel would refuse it as a route "
@@ -86,13 +83,14 @@ def test_cli_error_is_one_line_and_exit_2(cli_runner):
 
 def test_cli_dry_run_stdout_is_only_commands(cli_runner):
     cli_runner["kernel"] = [BEFORE]
-    result = CliRunner().invoke(cli.app, ["fix-routes", "--dry-run"])
+    result = cli_runner["invoke"](["fix-routes", "--dry-run"])
     assert result.exit_code == 0
-    assert result.stdout == "" and cli_runner["runner"].out.getvalue().count("\n") == 4
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("ip route ") for line in lines)
     assert "4 command(s) planned (dry run)" in result.stderr
 
 
 def test_interface_from_environment(cli_runner):
     cli_runner["kernel"] = [BEFORE]
-    result = CliRunner().invoke(cli.app, ["fix-routes"], env={"KIPVS_INTERFACE": "kube-ipvs0"})
+    result = cli_runner["invoke"](["fix-routes"], env={"KIPVS_INTERFACE": "kube-ipvs0"})
     assert result.exit_code == 2 and "interface kube-ipvs0 does not exist" in result.stderr

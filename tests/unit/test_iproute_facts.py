@@ -35,7 +35,7 @@ def test_default_routes_per_family():
 def test_read_net_facts_costs_two_processes():
     runner = RecordingRunner(BEFORE)
     facts = read_net_facts(runner)
-    assert runner.reads == ["ip -j -batch -", "ip -j -6 -batch -"]
+    assert runner.reads == ["ip -j -d -batch -", "ip -j -6 -batch -"]
     assert {r.family for r in facts.default_routes} == {4, 6}
     assert facts.local_routes and facts.addresses
 

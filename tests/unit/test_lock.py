@@ -2,11 +2,9 @@ import os
 import time
 
 import pytest
-from typer.testing import CliRunner
 
-from kipvs import cli
 from kipvs.lock import Busy, node_lock
-from tests.unit.fakes import RecordingRunner, fixture_outputs
+from tests.unit.fakes import RecordingRunner, fixture_outputs, invoke
 
 
 def test_second_writer_waits_then_gives_up_with_a_clear_message(tmp_path):
@@ -23,10 +21,11 @@ def test_second_writer_waits_then_gives_up_with_a_clear_message(tmp_path):
 
 def test_cli_writer_refuses_while_locked_but_dry_run_does_not_need_the_lock(tmp_path, monkeypatch):
     path = str(tmp_path / "lock")
-    monkeypatch.setattr(cli, "make_runner", lambda dry_run, timeout: RecordingRunner(
-        fixture_outputs("node-after-fix"), dry_run=dry_run))
+    def factory(dry_run, timeout, out=None):
+        return RecordingRunner(fixture_outputs("node-after-fix"), dry_run=dry_run, out=out)
+
     with node_lock(path, 1):
-        busy = CliRunner().invoke(cli.app, ["fix-routes", "--lock-file", path, "--lock-timeout", "0.2"])
+        busy = invoke(["fix-routes", "--lock-file", path, "--lock-timeout", "0.2"], factory)
         assert busy.exit_code == 2 and "another kipvs" in busy.stderr
-        dry = CliRunner().invoke(cli.app, ["fix-routes", "--lock-file", path, "--dry-run"])
+        dry = invoke(["fix-routes", "--lock-file", path, "--dry-run"], factory)
         assert dry.exit_code == 0

@@ -17,7 +17,20 @@ def test_daemonset_rbac_is_read_only_on_three_resources():
     assert pod["hostNetwork"] is True
     container = pod["containers"][0]
     assert container["args"][0] == "watch"
-    assert set(container["securityContext"]["capabilities"]["add"]) == {"NET_ADMIN", "NET_RAW", "SYS_MODULE"}
+    # /proc/sys/net must be writable for the IPVS sysctls: privileged, as kube-router and kube-proxy run.
+    assert container["securityContext"] == {"privileged": True}
+
+
+def test_daemonset_shares_the_node_lock_with_cron_and_the_cli():
+    from kipvs.config import RunOptions
+
+    docs = list(yaml.safe_load_all((SCRIPTS / "daemonset.yaml").read_text()))
+    pod = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert not any(e["name"] == "KIPVS_LOCK_FILE" for e in container.get("env", []))
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == RunOptions().lock_file)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["hostPath"] == {"path": RunOptions().lock_file, "type": "FileOrCreate"}
 
 
 def test_systemd_unit_runs_watch_and_restarts():

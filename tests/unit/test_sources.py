@@ -33,7 +33,7 @@ def test_unreadable_or_wrong_files_are_clear_errors(tmp_path):
     with pytest.raises(ClusterUnavailable, match="cannot read cluster file .*missing.yaml"):
         read_cluster_file(str(tmp_path / "missing.yaml"))
     (tmp_path / "bad.yaml").write_text("items: [\n")
-    with pytest.raises(ClusterUnavailable, match="not a kubectl YAML or JSON dump"):
+    with pytest.raises(ClusterUnavailable, match="not valid YAML at line 2, column 1"):
         read_cluster_file(str(tmp_path / "bad.yaml"))
     (tmp_path / "empty.yaml").write_text("kind: ConfigMap\n")
     with pytest.raises(ClusterUnavailable, match="no Service, EndpointSlice or Node"):

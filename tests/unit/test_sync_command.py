@@ -3,11 +3,11 @@ import json
 from typer.testing import CliRunner
 
 from kipvs import cli
-from kipvs.commands.sync import NodeIdentity, sync_once
+from kipvs.reconcile import NodeIdentity, sync_once
 from kipvs.config import ProxyOptions
 from kipvs.errors import NoIPVS
 from kipvs.sources.file import read_cluster_file
-from tests.unit.fakes import RecordingRunner
+from tests.unit.fakes import RecordingRunner, invoke
 from tests.unit.kernel_states import node_state
 
 EXAMPLE = read_cluster_file("examples/cluster.yaml")
@@ -53,13 +53,12 @@ def test_one_malformed_service_never_stops_the_others():
 
 def test_cli_unreachable_api_changes_nothing(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "make_runner", lambda *a: calls.append(a))
     config = tmp_path / "kubeconfig"
     config.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
         "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
-    result = CliRunner().invoke(cli.app, ["sync", "--kubeconfig", str(config)])
+    result = invoke(["sync", "--kubeconfig", str(config)], lambda *a: calls.append(a))
     assert result.exit_code == 2 and calls == []
     assert "API server http://127.0.0.1:9 unreachable" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,438 @@
+"""Parse and validate: raw API objects (JSON dicts, any shape at all) -> typed, checked values with their problems.
+
+Anyone who can write a Service or an EndpointSlice in any namespace, or hand kipvs a
+cluster file, controls these objects. Every reader here is total: whatever the input
+(wrong types, nulls inside lists, booleans where numbers belong, markup in names), it
+returns a value or a Problem naming the object and the field, never an exception.
+A value that cannot be understood makes its Service `malformed` (what it had stays
+programmed); what is understood but not allowed is decided later, in expansion.
+Pure: no I/O.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from kipvs.model import canonical_ip
+
+PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+DEFAULT_AFFINITY_TIMEOUT = 10800
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# A hostile object can carry thousands of bad fields: report the first few, then count the rest.
+PROBLEMS_PER_OBJECT = 5
+
+# A message about a cluster object stays on one line whatever the object contains.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+
+
+@dataclass(frozen=True)
+class Problem:
+    object: str  # "Service default/web"
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.object}: {self.field}: {self.message}".translate(_CONTROL_ESCAPES)
+
+
+def is_int(value) -> bool:
+    """A JSON integer; YAML's `on`/`yes`/`true` load as bool, which Python also calls an int."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown(value) -> str:
+    """A value from the cluster, quoted and cut short, safe in a one-line message."""
+    if is_int(value):
+        return str(value)
+    text = value if isinstance(value, str) else f"{type(value).__name__} {str(value)[:48]}"
+    return repr(text[:64])
+
+
+class Reader:
+    """Typed access to one object's fields; every mismatch becomes a Problem and a safe default."""
+
+    def __init__(self, ref: str, problems: list[Problem]):
+        self.ref = ref
+        self.problems = problems
+        self.count = 0
+        self.malformed = False
+
+    def problem(self, path: str, message: str, malformed: bool = True) -> None:
+        self.malformed = self.malformed or malformed
+        self.count += 1
+        if self.count <= PROBLEMS_PER_OBJECT:
+            self.problems.append(Problem(self.ref, path, message))
+
+    def finish(self) -> None:
+        if self.count > PROBLEMS_PER_OBJECT:
+            self.problems.append(Problem(self.ref, "(object)",
+                                         f"{self.count - PROBLEMS_PER_OBJECT} more problem(s) not shown"))
+
+    def map(self, value, path: str) -> dict:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return value
+        self.problem(path, f"expected a map, got {shown(value)}")
+        return {}
+
+    def list(self, value, path: str) -> list:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return value
+        self.problem(path, f"expected a list, got {shown(value)}")
+        return []
+
+    def str(self, value, path: str, default: str = "") -> str:
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return value
+        self.problem(path, f"expected a string, got {shown(value)}")
+        return default
+
+    def bool(self, value, path: str) -> bool | None:
+        if value is None or isinstance(value, bool):
+            return value
+        self.problem(path, f"expected true or false, got {shown(value)}")
+        return False
+
+    def port(self, value, path: str) -> int | None:
+        if is_int(value) and 0 < value < 65536:
+            return value
+        self.problem(path, f"{shown(value)} is not a port (1-65535); skipped")
+        return None
+
+    def ip(self, value, path: str, malformed: bool = True) -> str | None:
+        ip = canonical_ip(value)
+        if ip is None:
+            self.problem(path, f"{shown(value)} is not an IP address; skipped", malformed)
+        return ip
+
+    def string_map(self, value, path: str) -> dict[str, str]:
+        """labels and annotations: string keys to string values; other entries are reported and dropped."""
+        found = {}
+        for key, item in self.map(value, path).items():
+            if isinstance(key, str) and isinstance(item, str):
+                found[key] = item
+            else:
+                self.problem(f"{path}[{str(key)[:64]}]", f"expected a string, got {shown(item)}")
+        return found
+
+
+def _identity(kind: str, obj: dict, problems: list[Problem]) -> tuple[Reader, dict, str, str]:
+    meta_raw = obj.get("metadata")
+    meta = meta_raw if isinstance(meta_raw, dict) else {}
+    namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) and meta.get("namespace") else "default"
+    name = meta.get("name")
+    reader = Reader(f"{kind} {namespace}/{name if isinstance(name, str) and name else shown(name)}", problems)
+    if not isinstance(meta_raw, dict):
+        reader.problem("metadata", f"expected a map, got {shown(meta_raw)}")
+    reader.str(meta.get("namespace"), "metadata.namespace")
+    if not isinstance(name, str) or not name:
+        reader.problem("metadata.name", f"expected a name, got {shown(name)}")
+        name = ""
+    return reader, meta, namespace, name
+
+
+# --- Services ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    index: int
+    name: str
+    protocol: str  # tcp, udp, sctp
+    port: int
+    node_port: int | None
+
+
+@dataclass(frozen=True)
+class ExternalAddress:
+    ip: str
+    kind: str  # ExternalIP or LoadBalancer
+    field: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A Service as kipvs understands it. `malformed`: some field could not be understood, so the
+    virtual servers its addresses had are kept; `addresses_known`: its cluster IPs could be read."""
+
+    namespace: str
+    name: str
+    created: str
+    type: str
+    cluster_ips: tuple[str, ...]
+    ports: tuple[ServicePort, ...]
+    externals: tuple[ExternalAddress, ...]
+    labels: dict
+    annotations: dict
+    affinity_timeout: int | None
+    external_local: bool
+    internal_local: bool
+    skip_reason: str | None = None
+    malformed: bool = False
+    addresses_known: bool = True
+
+    @property
+    def ref(self) -> str:
+        return f"Service {self.namespace}/{self.name}"
+
+
+def _cluster_ips(r: Reader, spec: dict) -> tuple[list[str], bool]:
+    """(the cluster IPs, whether the Service is headless)."""
+    raw = spec.get("clusterIPs")
+    if raw is not None and not isinstance(raw, list):
+        r.list(raw, "spec.clusterIPs")
+        raw = None
+    if not raw:
+        single = r.str(spec.get("clusterIP"), "spec.clusterIP")
+        raw = [single] if single else []
+    if raw and raw[0] == "None":
+        return [], True
+    ips = []
+    for i, value in enumerate(raw):
+        ip = r.ip(value, f"spec.clusterIPs[{i}]")
+        if ip and ip not in ips:
+            ips.append(ip)
+    return ips, False
+
+
+def _ports(r: Reader, spec: dict) -> list[ServicePort]:
+    ports = []
+    for i, raw in enumerate(r.list(spec.get("ports"), "spec.ports")):
+        path = f"spec.ports[{i}]"
+        if not isinstance(raw, dict):
+            r.problem(path, f"expected a port, got {shown(raw)}")
+            continue
+        protocol_name = r.str(raw.get("protocol"), f"{path}.protocol", "TCP")
+        protocol = PROTOCOLS.get(protocol_name)
+        if protocol is None:
+            r.problem(f"{path}.protocol", f"unknown protocol {shown(protocol_name)}; port skipped")
+            continue
+        number = r.port(raw.get("port"), f"{path}.port")
+        if number is None:
+            continue
+        node_port = raw.get("nodePort")
+        if node_port is not None and not is_int(node_port):
+            r.problem(f"{path}.nodePort", f"{shown(node_port)} is not a port number")
+            node_port = None
+        ports.append(ServicePort(i, r.str(raw.get("name"), f"{path}.name"), protocol, number, node_port or None))
+    return ports
+
+
+def _externals(r: Reader, spec: dict, status: dict) -> list[ExternalAddress]:
+    found = []
+    for i, raw in enumerate(r.list(spec.get("externalIPs"), "spec.externalIPs")):
+        ip = r.ip(raw, f"spec.externalIPs[{i}]")
+        if ip:
+            found.append(ExternalAddress(ip, "ExternalIP", f"spec.externalIPs[{i}]"))
+    load_balancer = r.map(status.get("loadBalancer"), "status.loadBalancer")
+    for i, raw in enumerate(r.list(load_balancer.get("ingress"), "status.loadBalancer.ingress")):
+        path = f"status.loadBalancer.ingress[{i}]"
+        if not isinstance(raw, dict):
+            r.problem(path, f"expected a map, got {shown(raw)}")
+            continue
+        if raw.get("ip") is None or r.str(raw.get("ipMode"), f"{path}.ipMode") == "Proxy":
+            continue  # a hostname-only ingress, or a load balancer that proxies (kube-proxy skips those too)
+        ip = r.ip(raw.get("ip"), f"{path}.ip")
+        if ip:
+            found.append(ExternalAddress(ip, "LoadBalancer", f"{path}.ip"))
+    return found
+
+
+def _affinity_timeout(r: Reader, spec: dict) -> int | None:
+    if r.str(spec.get("sessionAffinity"), "spec.sessionAffinity") != "ClientIP":
+        return None
+    config = r.map(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig")
+    client_ip = r.map(config.get("clientIP"), "spec.sessionAffinityConfig.clientIP")
+    timeout = client_ip.get("timeoutSeconds")
+    if timeout is None:
+        return DEFAULT_AFFINITY_TIMEOUT
+    if is_int(timeout) and 0 < timeout <= 86400:
+        return timeout
+    r.problem("spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+              f"{shown(timeout)} is not 1-86400; using {DEFAULT_AFFINITY_TIMEOUT}", malformed=False)
+    return DEFAULT_AFFINITY_TIMEOUT
+
+
+def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
+    r, meta, namespace, name = _identity("Service", obj, problems)
+    labels = r.string_map(meta.get("labels"), "metadata.labels")
+    annotations = r.string_map(meta.get("annotations"), "metadata.annotations")
+    created = meta.get("creationTimestamp")
+    # JSON gives a string; YAML loads the same timestamp as a datetime.
+    created = created if isinstance(created, str) else created.isoformat() if hasattr(created, "isoformat") else ""
+    spec_raw = obj.get("spec")
+    spec = r.map(spec_raw, "spec")
+    status = r.map(obj.get("status"), "status")
+    service_type = r.str(spec.get("type"), "spec.type", "ClusterIP")
+    if service_type not in SERVICE_TYPES:
+        r.problem("spec.type", f"unknown type {shown(service_type)}; treated as ClusterIP")
+        service_type = "ClusterIP"
+    cluster_ips, headless = _cluster_ips(r, spec)
+    skip = "ExternalName" if service_type == "ExternalName" else "headless" if headless else \
+        "no clusterIP" if not cluster_ips and isinstance(spec_raw, dict) and not r.malformed else None
+    service = ServiceSpec(
+        namespace=namespace, name=name, created=created, type=service_type, cluster_ips=tuple(cluster_ips),
+        ports=tuple(_ports(r, spec)), externals=tuple(_externals(r, spec, status)), labels=labels,
+        annotations=annotations, affinity_timeout=_affinity_timeout(r, spec),
+        external_local=r.str(spec.get("externalTrafficPolicy"), "spec.externalTrafficPolicy") == "Local",
+        internal_local=r.str(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy") == "Local",
+        skip_reason=skip, malformed=r.malformed or not name,
+        addresses_known=isinstance(spec_raw, dict) and bool(cluster_ips or headless or service_type == "ExternalName"))
+    r.finish()
+    return service
+
+
+# --- EndpointSlices -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    node: str
+    pod: str
+    ready: bool
+    serving: bool
+    terminating: bool
+
+
+@dataclass(frozen=True)
+class SlicePort:
+    name: str
+    protocol: str  # TCP, UDP, SCTP as the API writes it
+    port: int
+
+
+@dataclass(frozen=True)
+class EndpointSliceSpec:
+    namespace: str
+    service: str
+    family: int
+    ports: tuple[SlicePort, ...]
+    endpoints: tuple[Endpoint, ...]
+
+
+FAMILY_OF_TYPE = {"IPv4": 4, "IPv6": 6}
+
+
+def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
+    if not isinstance(raw, dict):
+        r.problem(path, f"expected an endpoint, got {shown(raw)}")
+        return None
+    addresses = r.list(raw.get("addresses"), f"{path}.addresses")
+    if not addresses:
+        r.problem(f"{path}.addresses", "no address; skipped")
+        return None
+    ip = r.ip(addresses[0], f"{path}.addresses[0]")
+    if ip is None:
+        return None
+    if (6 if ":" in ip else 4) != family:
+        r.problem(f"{path}.addresses[0]", f"{ip} is not an IPv{family} address (addressType); skipped")
+        return None
+    conditions = r.map(raw.get("conditions"), f"{path}.conditions")
+    ready = r.bool(conditions.get("ready"), f"{path}.conditions.ready")
+    serving = r.bool(conditions.get("serving"), f"{path}.conditions.serving")
+    terminating = r.bool(conditions.get("terminating"), f"{path}.conditions.terminating")
+    # The API's rule: an unset `ready` means ready; an unset `serving` follows `ready`.
+    ready = ready is not False
+    target = r.map(raw.get("targetRef"), f"{path}.targetRef")
+    return Endpoint(ip, r.str(raw.get("nodeName"), f"{path}.nodeName"), r.str(target.get("name"), f"{path}.targetRef.name"),
+                    ready, serving if serving is not None else ready, bool(terminating))
+
+
+def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpec | None:
+    """None for a slice that belongs to no Service (no `kubernetes.io/service-name` label) or is FQDN."""
+    r, meta, namespace, _ = _identity("EndpointSlice", obj, problems)
+    labels = r.map(meta.get("labels"), "metadata.labels")
+    service = labels.get(SERVICE_NAME_LABEL)
+    if service is None:
+        return None
+    if not isinstance(service, str):
+        r.problem(f"metadata.labels[{SERVICE_NAME_LABEL}]", f"expected a string, got {shown(service)}")
+        r.finish()
+        return None
+    address_type = obj.get("addressType")
+    if address_type == "FQDN":
+        return None
+    family = FAMILY_OF_TYPE.get(address_type) if isinstance(address_type, str) else None
+    if family is None:
+        r.problem("addressType", f"{shown(address_type)} is not IPv4, IPv6 or FQDN; slice skipped")
+        r.finish()
+        return None
+    ports = []
+    for i, raw in enumerate(r.list(obj.get("ports"), "ports")):
+        if not isinstance(raw, dict):
+            r.problem(f"ports[{i}]", f"expected a port, got {shown(raw)}")
+            continue
+        number = r.port(raw.get("port"), f"ports[{i}].port")
+        if number is not None:
+            ports.append(SlicePort(r.str(raw.get("name"), f"ports[{i}].name"),
+                                   r.str(raw.get("protocol"), f"ports[{i}].protocol", "TCP"), number))
+    endpoints = []
+    for i, raw in enumerate(r.list(obj.get("endpoints"), "endpoints")):
+        endpoint = _endpoint(r, raw, f"endpoints[{i}]", family)
+        if endpoint:
+            endpoints.append(endpoint)
+    r.finish()
+    return EndpointSliceSpec(namespace, service, family, tuple(ports), tuple(endpoints))
+
+
+class EndpointIndex:
+    """The endpoints of each Service, from its slices, by (namespace, service)."""
+
+    def __init__(self, slices: list[EndpointSliceSpec]):
+        self.by_service: dict[tuple[str, str], list[EndpointSliceSpec]] = defaultdict(list)
+        for item in slices:
+            self.by_service[(item.namespace, item.service)].append(item)
+
+    def endpoints(self, namespace: str, name: str, port_name: str, protocol: str) -> list[tuple[Endpoint, int]]:
+        """(endpoint, target port) for one Service port, matched by name and protocol; duplicates merged,
+        a ready copy winning over a not-ready one."""
+        protocol = protocol.upper()
+        found: dict[tuple[str, int], tuple[Endpoint, int]] = {}
+        for item in self.by_service.get((namespace, name), ()):
+            number = next((p.port for p in item.ports if p.name == port_name and p.protocol == protocol), None)
+            if number is None:
+                continue
+            for endpoint in item.endpoints:
+                previous = found.get((endpoint.ip, number))
+                if previous is None or (endpoint.ready and not previous[0].ready):
+                    found[(endpoint.ip, number)] = (endpoint, number)
+        return list(found.values())
+
+
+# --- Nodes --------------------------------------------------------------------
+
+
+def find_node(nodes, node_name: str):
+    """This node's Node object, or None."""
+    for item in nodes:
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        if isinstance(meta, dict) and meta.get("name") == node_name:
+            return item
+    return None
+
+
+def node_ips_of(node: dict | None, problems: list[Problem]) -> dict[int, str]:
+    """InternalIP addresses of a Node object, one per family (the first of each)."""
+    if node is None:
+        return {}
+    r, _, _, _ = _identity("Node", node, problems)
+    found: dict[int, str] = {}
+    status = r.map(node.get("status"), "status")
+    for i, raw in enumerate(r.list(status.get("addresses"), "status.addresses")):
+        if not isinstance(raw, dict):
+            r.problem(f"status.addresses[{i}]", f"expected a map, got {shown(raw)}")
+            continue
+        if raw.get("type") != "InternalIP":
+            continue
+        ip = r.ip(raw.get("address"), f"status.addresses[{i}].address")
+        if ip:
+            found.setdefault(6 if ":" in ip else 4, ip)
+    r.finish()
+    return found
