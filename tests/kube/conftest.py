@@ -55,7 +55,13 @@ class Kube:
         # Node objects are made up by the tests: fine on a throw-away server, not in someone's cluster,
         # where kipvs plays one of its real nodes (it refuses to sync without its own Node).
         self.may_create_nodes = pair is not None
-        self.node = NODE if pair else NodeIdentity(self.core.list_node(limit=1).items[0].metadata.name, (NODE_IP,))
+        self.node = NODE if pair else self._existing_node()
+
+    def _existing_node(self) -> NodeIdentity:
+        nodes = self.core.list_node(limit=1).items
+        if not nodes:
+            raise RuntimeError(f"{self.url} has no Node for kipvs to play (KIPVS_TEST_KUBECONFIG)")
+        return NodeIdentity(nodes[0].metadata.name, (NODE_IP,))
 
     # --- writes as the admin, raw JSON in and out ---
 
