@@ -9,6 +9,7 @@ etcd's JSON gateway), `kill_apiserver()` / `start_apiserver()` on the same port,
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import shutil
@@ -117,6 +118,9 @@ class KubePair:
 
     def start_apiserver(self) -> None:
         certs = self.certs
+        # From 1.37 a loopback advertise address is refused for the endpoint reconciler (the `kubernetes`
+        # Service would send every client to its own loopback); on loopback that Service gets no endpoints.
+        reconciler = ["--endpoint-reconciler-type=none"] if ipaddress.ip_address(self.host).is_loopback else []
         log = open(self.workdir / "kube-apiserver.log", "ab")
         self.apiserver = subprocess.Popen(
             [str(self.binaries / "kube-apiserver"), f"--etcd-servers={self.etcd_url}",
@@ -127,7 +131,7 @@ class KubePair:
              f"--service-account-key-file={certs.sa_public}", f"--service-account-signing-key-file={certs.sa_private}",
              f"--service-cluster-ip-range={self.service_cidr}", f"--cert-dir={self.workdir / 'apiserver-certs'}",
              # Compaction happens when a test says so (compact()), never behind its back.
-             "--etcd-compaction-interval=0", "--profiling=false", "--v=1"],
+             "--etcd-compaction-interval=0", "--profiling=false", "--v=1", *reconciler],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.apiserver_starts += 1
         self._wait_ready("kube-apiserver", self.apiserver, self.workdir / "kube-apiserver.log",
