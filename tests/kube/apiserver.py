@@ -1,31 +1,21 @@
-"""A small Kubernetes API server for tests: the real wire protocol, over HTTP, for the calls kipvs makes.
+"""A protocol fake of the Kubernetes API server, kept for one kind of fault: error answers on demand.
 
-Speaks to the official `kubernetes` client as kube-apiserver would for cluster-wide
-lists and watches of Services, EndpointSlices and Nodes:
-
-- one global resourceVersion counter stamped on every write;
-- typed lists with `limit`/`continue` served from one snapshot, `labelSelector` (equality);
-- `?watch=true`: one JSON event per line in a chunked response, replaying events newer than
-  `resourceVersion`, then live ones, `BOOKMARK`s when `allowWatchBookmarks`, closed after
-  `timeoutSeconds`; DELETED events carry the object's last state;
-- a compaction horizon: watching from before it yields the real `410 Expired` ERROR event
-  ("too old resource version"); a continue token from before it gets HTTP 410.
-
-Faults, for the failure-mode tests: drop every watch connection, fail the next N requests
-with 500 or 429, go silent (hold connections open, send nothing), stop and restart on the
-same port, compact history. Every request is logged with its time (to see backoff).
-
-Run standalone (lab tests): python -m tests.kube.apiserver --listen 0.0.0.0:6443 --control /tmp/api.sock
+kipvs is tested against a real kube-apiserver + etcd (tests/kube/kubepair.py): lists, paging,
+watches, bookmarks, compaction and 410s, outages, RBAC. A real server cannot be made to answer
+the next N requests with 500 or 429, so test_watch_injected_errors.py uses this instead. It speaks
+what the official client needs for cluster-wide lists and watches of Services, EndpointSlices and
+Nodes: one global resourceVersion; typed lists with `limit`/`continue` from one snapshot and
+`labelSelector` (equality); `?watch=true` as one JSON event per line in a chunked response,
+replaying events newer than `resourceVersion`, then live ones, with `BOOKMARK`s. Faults: drop
+every watch connection, fail the next N requests with 500 or 429. Every request is logged with
+its time (to see backoff).
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import json
 import os
-import socket
-import socketserver
 import threading
 import time
 from dataclasses import dataclass
@@ -62,14 +52,12 @@ class Store:
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict]] = {path: {} for path in RESOURCES}
         self.events: list[Event] = []
-        self.horizon = 0  # events with rv <= horizon are compacted away
         self.generation = 0  # bumped to drop every open watch
-        self.silent = False
         self.failures: list[int] = []
         self.requests: list[tuple[float, str, str, int]] = []  # (time, LIST|WATCH, path, status)
         self.bookmark_interval = 1.0
 
-    # --- writes (tests call these directly, or through the control socket) ---
+    # --- writes (tests call these directly) ---
 
     def _write(self, kind: str, obj: dict, event_type: str) -> dict:
         path = KIND_PATH[kind]
@@ -104,11 +92,6 @@ class Store:
 
     # --- faults ---
 
-    def compact(self) -> None:
-        with self.cond:
-            self.horizon = self.rv
-            self.events = []
-
     def drop_watches(self) -> None:
         with self.cond:
             self.generation += 1
@@ -117,27 +100,6 @@ class Store:
     def fail_next(self, count: int, code: int = 500) -> None:
         with self.cond:
             self.failures += [code] * count
-
-    def set_silent(self, silent: bool) -> None:
-        with self.cond:
-            self.silent = silent
-            self.cond.notify_all()
-
-    def control(self, request: dict):
-        op = request["op"]
-        if op == "apply":
-            return self.apply(request["object"])
-        if op == "delete":
-            return self.delete(request["kind"], request["name"], request.get("namespace", ""))
-        if op in ("compact", "drop_watches"):
-            return getattr(self, op)()
-        if op == "fail_next":
-            return self.fail_next(request["count"], request.get("code", 500))
-        if op == "silent":
-            return self.set_silent(request["value"])
-        if op == "requests":
-            return self.requests[-request.get("last", 1000):]
-        raise ValueError(f"unknown op {op}")
 
 
 def _matches(obj: dict, selector: str | None) -> bool:
@@ -200,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
         if token:
             state = json.loads(base64.b64decode(token))
             snapshot = self.server.snapshots.get(state["id"])
-            if snapshot is None or state["rv"] <= store.horizon:
+            if snapshot is None:
                 self.send_json(410, status(410, "Expired", "The provided continue parameter is too old to display "
                                                            "a consistent list result. You can start a new list "
                                                            "without the continue parameter."))
@@ -242,20 +204,12 @@ class Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         with store.cond:
             generation = store.generation
-            if since and since < store.horizon:
-                expired = True
+            if since == 0:  # "any": start with the current state as ADDED events
+                pending = [Event(store.rv, path, "ADDED", o) for o in store.objects[path].values()]
+                since = store.rv
             else:
-                expired = False
-                if since == 0:  # "any": start with the current state as ADDED events
-                    pending = [Event(store.rv, path, "ADDED", o) for o in store.objects[path].values()]
-                    since = store.rv
-                else:
-                    pending = [e for e in store.events if e.path == path and e.rv > since]
+                pending = [e for e in store.events if e.path == path and e.rv > since]
         try:
-            if expired:
-                self.chunk({"type": "ERROR", "object": status(410, "Expired",
-                                                               f"too old resource version: {since} ({store.horizon})")})
-                return
             last_bookmark = time.monotonic()
             while True:
                 for event in pending:
@@ -265,13 +219,12 @@ class Handler(BaseHTTPRequestHandler):
                 with store.cond:
                     while True:
                         now = time.monotonic()
-                        # A silent server is a hung one: it neither sends nor closes, even past the timeout.
-                        if store.generation != generation or (now >= deadline and not store.silent):
+                        if store.generation != generation or now >= deadline:
                             return
-                        pending = [] if store.silent else [e for e in store.events if e.path == path and e.rv > since]
+                        pending = [e for e in store.events if e.path == path and e.rv > since]
                         if pending:
                             break
-                        if bookmarks and not store.silent and now - last_bookmark >= store.bookmark_interval:
+                        if bookmarks and now - last_bookmark >= store.bookmark_interval:
                             break
                         store.cond.wait(max(0.01, min(0.2, deadline - now)))
                 if not pending and bookmarks:
@@ -301,7 +254,7 @@ class APIServer(ThreadingHTTPServer):
 
 
 class LocalAPIServer:
-    """An API server in a background thread; stop() and start() keep the port and the data."""
+    """An API server in a background thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, store: Store | None = None):
         self.store = store or Store()
@@ -336,60 +289,3 @@ class LocalAPIServer:
         with open(path, "w") as f:
             json.dump(config, f)
         return str(path)
-
-
-class ControlHandler(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            try:
-                result = {"ok": True, "result": self.server.store.control(json.loads(line))}
-            except Exception as exc:  # report to the caller, keep serving
-                result = {"ok": False, "error": repr(exc)}
-            self.wfile.write(json.dumps(result).encode() + b"\n")
-
-
-class ControlServer(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
-
-    def __init__(self, path: str, store: Store):
-        self.store = store
-        super().__init__(path, ControlHandler)
-
-
-def control(path: str, **request):
-    """Client side of the control socket (used by lab tests in another network namespace)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(path)
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data)
-    if not reply["ok"]:
-        raise RuntimeError(reply["error"])
-    return reply["result"]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", default="127.0.0.1:6443")
-    parser.add_argument("--control", required=True, help="unix socket for writes and faults")
-    parser.add_argument("--load", help="a kubectl List (YAML/JSON) to start with")
-    args = parser.parse_args()
-    host, port = args.listen.rsplit(":", 1)
-    api = LocalAPIServer(host, int(port)).start()
-    if args.load:
-        import yaml
-
-        for obj in yaml.safe_load(open(args.load))["items"]:
-            api.store.apply(obj)
-    control_server = ControlServer(args.control, api.store)
-    print("ready", flush=True)
-    control_server.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -55,7 +55,8 @@ class SimKernel(Runner):
             links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [
                 {"family": "inet", "local": NODE_IP, "prefixlen": 24, "scope": "global"}]}]
             if self.dummy is not None:
-                links.append({"ifname": self.interface, "flags": ["UP"], "addr_info": [
+                links.append({"ifname": self.interface, "flags": ["UP"], "linkinfo": {"info_kind": "dummy"},
+                              "addr_info": [
                     {"family": "inet6" if ":" in ip else "inet", "local": ip, "prefixlen": p, "scope": "global"}
                     for ip, p in self.dummy.items()]})
             return json.dumps(links)
