@@ -15,7 +15,8 @@ AFTER = fixture_outputs("node-after-fix")
 def test_fixes_wrong_routes_in_one_batch_and_verifies():
     runner = RecordingRunner(BEFORE, AFTER)
     report = fix_routes(runner, "kube-dummy-if", [])
-    assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 4
+    assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 5
+    assert runner.batches[0].lines[-1] == "neigh flush nud incomplete"  # after the routes, in the same batch
     assert (report.checked, report.fixed, report.already_correct, report.failed) == (3, 3, 0, [])
     assert runner.reads.count("ip -j -batch -") == 2  # read, then verified
 
@@ -88,8 +89,8 @@ def test_cli_dry_run_stdout_is_only_commands(cli_runner):
     cli_runner["kernel"] = [BEFORE]
     result = CliRunner().invoke(cli.app, ["fix-routes", "--dry-run"])
     assert result.exit_code == 0
-    assert result.stdout == "" and cli_runner["runner"].out.getvalue().count("\n") == 4
-    assert "4 command(s) planned (dry run)" in result.stderr
+    assert result.stdout == "" and cli_runner["runner"].out.getvalue().count("\n") == 5
+    assert "5 command(s) planned (dry run)" in result.stderr
 
 
 def test_interface_from_environment(cli_runner):
