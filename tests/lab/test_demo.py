@@ -20,7 +20,7 @@ def test_demo_answers_every_row_after_the_repair(clone: Clone, attempt):
     # The #376 symptom shows before the repair (the demo tells the truth both ways) ...
     assert "timed out" in before
     # ... and after it, the four services each answer, the kubernetes row (node3 -> node1) included.
-    rows = re.findall(r"^│ (kubernetes|web-one|web-rr)\S* .*$", after, re.M)
+    rows = re.findall(r"^│ (?:kubernetes|web-one|web-rr)\S* .*$", after, re.M)
     assert len(rows) == 4, after
     assert "timed out" not in after and all("answered by" in row for row in rows), after
     sync_part = before.split("kube-router issue #376")[0]
