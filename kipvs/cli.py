@@ -22,6 +22,7 @@ app = typer.Typer(
     help="Make this node's IPVS services, service addresses and local routes match the Kubernetes cluster.",
     no_args_is_help=True,
     add_completion=True,
+    rich_markup_mode=None,  # plain help: wrapped, never cut at 80 columns (kipvs/cli_help.py)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -127,4 +128,6 @@ def watch_command(
 
 
 def main() -> None:
-    app()
+    from kipvs.cli_help import run
+
+    run(app)  # one-line usage errors, named values in --help, completion per shell

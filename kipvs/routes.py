@@ -57,6 +57,24 @@ def check_route(vip: str, interface: str, node_ip: str | None, same_dst: list[Lo
     return RouteCheck(vip, family, node_ip, tuple(lines))
 
 
+# While an IPv4 route was wrong, ARP requests went out with the VIP as their sender (arp_announce 0
+# takes the packet's source), and the backend's node, which holds the same VIP, never answers those.
+# A neighbour entry still INCOMPLETE from them queues the first packets sent after the repair behind
+# probes that cannot be answered, and drops them when it fails: the first connection after the repair
+# failed every time it came in that window (lab: 3 of 3, "curl: (7)"). Flushing the unresolved entries
+# makes the next packet resolve afresh, with the node IP as sender; resolved entries stay. IPv6 is not
+# affected: neighbour solicitations take a source only from the outgoing interface, never the dummy's.
+FLUSH_UNRESOLVED_NEIGHBOURS = "neigh flush nud incomplete"
+
+
+def repair_lines(checks: list[RouteCheck]) -> tuple[str, ...]:
+    """The `ip -batch` lines that repair `checks`, then clear what the wrong IPv4 routes left behind."""
+    lines = tuple(line for c in checks for line in c.lines)
+    if any(c.lines and c.family == 4 for c in checks):
+        lines += (FLUSH_UNRESOLVED_NEIGHBOURS,)
+    return lines
+
+
 def check_routes(vips: list[str], interface: str, node_ips: dict[int, str], facts: NetFacts) -> list[RouteCheck]:
     by_dst: dict[str, list[LocalRoute]] = {}
     for route in facts.local_routes:

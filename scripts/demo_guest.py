@@ -102,7 +102,8 @@ def issue_376_demo() -> int:
         console.print("[bold]$ kipvs fix-routes[/]   (in node3's namespace)")
         proc = node3.kipvs("fix-routes")
         console.print(proc.stderr.strip(), markup=False)
-        probe(node3, "after: node3 sends with its node IP as source")
+        probe(node3, "after: node3 sends with its node IP as source (fix-routes also flushed the ARP entries "
+                     "left unresolved by requests that named the VIP as sender)")
         return proc.returncode
     finally:
         cluster.close()

@@ -8,17 +8,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer.main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kipvs import __version__  # noqa: E402
 from kipvs.cli import app  # noqa: E402
+from kipvs.cli_help import build, metavar, takes_value  # noqa: E402  - the same value names as --help
 
 MAN = Path(__file__).resolve().parent.parent / "man"
 DATE = "2026-11"
 
 EXIT_STATUS = {
+    "kipvs": [("0", "done; for show --check: in sync"),
+              ("1", "the kernel does not match what was wanted afterwards; for show --check: drift"),
+              ("2", "error: bad input, a missing tool, no permission, the API unreachable")],
     "fix-routes": [("0", "every local route of the interface's addresses is correct afterwards"),
                    ("1", "some route is still wrong"), ("2", "error: missing interface, node IP not on this "
                                                           "host, no permission, ip missing")],
@@ -54,10 +57,8 @@ def option_block(param) -> list[str]:
     if getattr(param, "param_type_name", "") != "option" or param.hidden:
         return []
     names = ", ".join(f"\\fB{esc(o)}\\fR" for o in param.opts + param.secondary_opts)
-    if not param.is_flag and not param.count:
-        shown = str(getattr(param, "display_type", "")).strip("<>")
-        metavar = shown if "|" in shown else param.name.upper()
-        names += f" \\fI{esc(metavar)}\\fR"
+    if takes_value(param):
+        names += f" \\fI{esc(metavar(param))}\\fR"
     lines = [".TP", names, esc(param.help or "")]
     extra = []
     if param.envvar:
@@ -99,6 +100,7 @@ def page(name: str, command, summary: str, global_options: list) -> str:
         out += [".SH EXIT STATUS"]
         for code, meaning in EXIT_STATUS[name]:
             out += [".TP", f"\\fB{code}\\fR", esc(meaning)]
+        out += [".PP", esc("A usage error (an unknown option, a bad value) also exits 2, with one line on stderr.")]
     out += [".SH ENVIRONMENT", "Every option can be set by the environment variable named with it. "
             "\\fBNO_COLOR\\fR turns colours off.", ".SH FILES",
             esc("~/.kube/config, or the file KUBECONFIG names: the kubeconfig used outside a pod without "
@@ -117,7 +119,7 @@ def page(name: str, command, summary: str, global_options: list) -> str:
 
 
 def pages() -> dict[str, str]:
-    root = typer.main.get_command(app)
+    root = build(app)  # the CLI as `kipvs` runs it (kipvs/cli_help.py)
     globals_ = [p for p in root.params if p.name not in ("install_completion", "show_completion")]
     result = {"kipvs.8": page("kipvs", root, "node agent for Kubernetes services on IPVS", [])}
     for name, command in root.commands.items():

@@ -10,7 +10,7 @@ from kipvs.errors import ConfigError, ExitStatus
 from kipvs.lock import writer_lock
 from kipvs.output import emit_json, summary
 from kipvs.facts.iproute import read_net_facts
-from kipvs.routes import check_routes, resolve_node_ips, service_addresses_on
+from kipvs.routes import check_routes, repair_lines, resolve_node_ips, service_addresses_on
 from kipvs.runner import Batch, Runner
 
 log = logging.getLogger("kipvs.fix_routes")
@@ -63,7 +63,7 @@ def fix_routes(runner: Runner, interface: str, node_ip_args: list[str]) -> FixRo
         if check.node_ip is None:
             log.error("%s: no IPv%d node IP (no --node-ip and no default route for that family): route left as is",
                       check.vip, check.family)
-    lines = tuple(line for c in checks for line in c.lines)
+    lines = repair_lines(checks)
     report.commands = Batch("ip", lines).command_lines()
     runner.apply([Batch("ip", lines)])
     if runner.dry_run:

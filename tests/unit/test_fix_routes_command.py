@@ -12,7 +12,8 @@ AFTER = fixture_outputs("node-after-fix")
 def test_fixes_wrong_routes_in_one_batch_and_verifies():
     runner = RecordingRunner(BEFORE, AFTER)
     report = fix_routes(runner, "kube-dummy-if", [])
-    assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 4
+    assert [b.tool for b in runner.batches] == ["ip"] and len(runner.batches[0].lines) == 5
+    assert runner.batches[0].lines[-1] == "neigh flush nud incomplete"  # after the routes, in the same batch
     assert (report.checked, report.fixed, report.already_correct, report.failed) == (3, 3, 0, [])
     assert runner.reads.count("ip -j -d -batch -") == 2  # read, then verified
 
@@ -86,8 +87,9 @@ def test_cli_dry_run_stdout_is_only_commands(cli_runner):
     result = cli_runner["invoke"](["fix-routes", "--dry-run"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert len(lines) == 4 and all(line.startswith("ip route ") for line in lines)
-    assert "4 command(s) planned (dry run)" in result.stderr
+    assert len(lines) == 5 and all(line.startswith("ip route ") for line in lines[:4])
+    assert lines[4] == "ip neigh flush nud incomplete"
+    assert "5 command(s) planned (dry run)" in result.stderr
 
 
 def test_interface_from_environment(cli_runner):

@@ -1,6 +1,7 @@
 """The wheel and sdist carry what a node needs; the installed `kipvs` runs. Built in a temporary directory."""
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -41,12 +42,48 @@ def test_wheel_declares_python_entry_point_and_installs_data(dist):
     assert any(n.endswith("share/kipvs/kipvs.service") for n in names)
 
 
-def test_installed_wheel_gives_a_working_kipvs(dist, tmp_path):
+def test_sdist_leaves_out_the_virtualenv(dist):
+    (sdist,) = dist.glob("kipvs-*.tar.gz")
+    assert not [n for n in tarfile.open(sdist).getnames() if "/.venv" in n or "/.git/" in n]
+
+
+@pytest.fixture(scope="module")
+def installed(dist, tmp_path_factory) -> Path:
+    """The wheel installed into a fresh venv, the documented way (`pip install`); its dependencies come from
+    the project's venv through PYTHONPATH (plain path entries: the editable kipvs there is not activated)."""
     (wheel,) = dist.glob("kipvs-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True,
-                   capture_output=True)
-    proc = subprocess.run([venv / "bin" / "kipvs", "--version"], capture_output=True, text=True, cwd=tmp_path)
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                    "--no-deps", "--disable-pip-version-check", str(wheel)], check=True, capture_output=True,
+                   timeout=300)
+    return venv
+
+
+def installed_env(venv: Path) -> dict[str, str]:
+    return {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8", "MANWIDTH": "80",
+            "PYTHONPATH": sysconfig.get_path("purelib")}
+
+
+def test_installed_wheel_gives_a_working_kipvs(installed, tmp_path):
+    proc = subprocess.run([installed / "bin" / "kipvs", "--version"], capture_output=True, text=True, cwd=tmp_path,
+                          env=installed_env(installed), timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("kipvs 0."), proc.stderr
-    assert (venv / "share" / "man" / "man8" / "kipvs-fix-routes.8").exists()
+    proc = subprocess.run([installed / "bin" / "python", "-c", "import kipvs; print(kipvs.__file__)"],
+                          capture_output=True, text=True, cwd=tmp_path, env=installed_env(installed), timeout=60)
+    assert proc.stdout.startswith(str(installed)), proc.stdout + proc.stderr
+    assert (installed / "share" / "man" / "man8" / "kipvs-fix-routes.8").exists()
+
+
+@pytest.mark.parametrize("how", ["PATH", "MANPATH"])
+def test_man_finds_the_installed_pages(installed, tmp_path, how):
+    """README: with the venv's bin on PATH man finds the pages by itself (man-db derives its search path
+    from PATH); with kipvs linked elsewhere, MANPATH=VENV/share/man: does it."""
+    env = installed_env(installed)
+    if how == "MANPATH":
+        env = {**env, "PATH": "/usr/bin:/bin", "MANPATH": f"{installed / 'share' / 'man'}:"}
+    where = subprocess.run(["man", "-w", "kipvs-sync"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=60)
+    assert where.stdout.strip() == str(installed / "share" / "man" / "man8" / "kipvs-sync.8"), where.stderr
+    page = subprocess.run(["man", "kipvs-sync"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert page.returncode == 0 and "EXIT STATUS" in page.stdout and "--cluster-file" in page.stdout, page.stderr

@@ -2,7 +2,8 @@ import pytest
 
 from kipvs.errors import ConfigError
 from kipvs.facts.iproute import read_net_facts
-from kipvs.routes import check_routes, default_route_node_ips, resolve_node_ips, service_addresses_on
+from kipvs.routes import (FLUSH_UNRESOLVED_NEIGHBOURS, check_routes, default_route_node_ips, repair_lines,
+                          resolve_node_ips, service_addresses_on)
 from tests.unit.fakes import RecordingRunner, fixture_outputs
 
 BEFORE = read_net_facts(RecordingRunner(fixture_outputs("node-before-fix")))
@@ -29,6 +30,16 @@ def test_wrong_routes_get_replace_and_ipv6_kernel_route_gets_deleted():
 def test_repaired_routes_plan_nothing():
     checks = check_routes(service_addresses_on(AFTER, "kube-dummy-if"), "kube-dummy-if", NODE_IPS, AFTER)
     assert all(c.correct for c in checks) and not any(c.lines for c in checks)
+
+
+def test_an_ipv4_repair_flushes_unresolved_neighbours_last_and_only_then():
+    checks = check_routes(service_addresses_on(BEFORE, "kube-dummy-if"), "kube-dummy-if", NODE_IPS, BEFORE)
+    assert repair_lines(checks)[-1] == FLUSH_UNRESOLVED_NEIGHBOURS == "neigh flush nud incomplete"
+    assert repair_lines(checks)[:-1] == tuple(line for c in checks for line in c.lines)
+    ipv6_only = check_routes(["fd00:254::10"], "kube-dummy-if", NODE_IPS, BEFORE)
+    assert FLUSH_UNRESOLVED_NEIGHBOURS not in repair_lines(ipv6_only)  # NDP never takes the VIP as source
+    repaired = check_routes(service_addresses_on(AFTER, "kube-dummy-if"), "kube-dummy-if", NODE_IPS, AFTER)
+    assert repair_lines(repaired) == ()
 
 
 def test_a_family_without_node_ip_is_reported_not_guessed():
