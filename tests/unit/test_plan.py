@@ -144,3 +144,26 @@ def test_unwanted_splits_kipvs_own_from_foreign_and_keeps_protected():
                            "node3", NODE_IPS, OPTS)
     stale, _ = unwanted(broken, k, OPTS)
     assert "TCP 10.96.0.77:80" not in [vs.label() for vs in stale]  # a broken Service's state is kept
+
+
+KUBE_ROUTER_2_LEFTOVER = """-A -t 10.96.0.10:80 -s rr -p 10800 -M 32.0.0.0
+-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1
+-a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1
+"""
+
+
+def test_kube_router_2_persistence_netmask_is_drift_repaired_with_an_edit():
+    """kube-router 2.x sends the netmask 32 in host byte order: every client shares one persistence template."""
+    affinity = web(sessionAffinity="ClientIP")
+    assert affinity.virtual_servers[0].persistent == 10800
+    plan = plan_sync(affinity, kernel(rules=KUBE_ROUTER_2_LEFTOVER, dummy_ips=("10.96.0.10",), routes_src=FIXED),
+                     OPTS)
+    assert plan.command_lines() == ["ipvsadm -E -t 10.96.0.10:80 -s rr -p 10800"]
+    fixed = KUBE_ROUTER_2_LEFTOVER.replace(" -M 32.0.0.0", "")
+    assert plan_sync(affinity, kernel(rules=fixed, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS).empty
+
+
+def test_foreign_real_server_options_are_drift_on_our_servers():
+    rules = WEB_RULES.replace("10.1.0.6:8080 -m -w 1", "10.1.0.6:8080 -i -w 1 --tun-type gre --tun-csum")
+    plan = plan_sync(web(), kernel(rules=rules, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.command_lines() == ["ipvsadm -e -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
