@@ -35,6 +35,7 @@ class InterfaceAddress:
     family: int
     scope: str = "global"
     secondary: bool = False
+    flags: frozenset[str] = frozenset()  # of temporary, deprecated, tentative, dadfailed, dynamic (IPv6)
 
     @property
     def is_link_local(self) -> bool:

@@ -33,7 +33,7 @@ def test_empty_node_gets_interface_address_route_service_and_sysctls_in_order():
         "ip link add kube-dummy-if type dummy",
         "ip link set kube-dummy-if up",
         "ip addr add 10.96.0.10/32 dev kube-dummy-if",
-        "ip route replace local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
+        "ip route append local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
         "ipvsadm -A -t 10.96.0.10:80 -s rr",
         "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1",
         "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1",
@@ -91,7 +91,7 @@ def test_stale_owned_state_goes_foreign_state_stays():
                routes_src={"10.96.0.10": "192.168.123.249", "10.96.0.77": "192.168.123.249"})
     plan = plan_sync(web(), k, OPTS)
     assert plan.command_lines() == ["ip addr del 10.96.0.77/32 dev kube-dummy-if",
-                                    "ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel metric 0",
+                                    "ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
                                     "ipvsadm -D -t 192.168.123.249:30500",
                                     "ipvsadm -D -t 10.96.0.77:80"]
 
@@ -116,7 +116,7 @@ def test_cleanup_removes_only_what_kipvs_owns_then_the_interface():
         "ipvsadm -D -t 192.168.123.249:30500",
         "ipvsadm -D -t 10.96.0.77:80",
         "ip addr del 10.96.0.10/32 dev kube-dummy-if",
-        "ip route del local 10.96.0.10 dev kube-dummy-if table local proto kernel metric 0",
+        "ip route del local 10.96.0.10 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
         "ip addr del 10.96.0.77/32 dev kube-dummy-if",
         "ip link del kube-dummy-if",
     ]
