@@ -1,3 +1,4 @@
+import json
 import ipaddress
 
 from kipvs.config import ProxyOptions
@@ -167,3 +168,25 @@ def test_foreign_real_server_options_are_drift_on_our_servers():
     rules = WEB_RULES.replace("10.1.0.6:8080 -m -w 1", "10.1.0.6:8080 -i -w 1 --tun-type gre --tun-csum")
     plan = plan_sync(web(), kernel(rules=rules, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
     assert plan.command_lines() == ["ipvsadm -e -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
+
+
+def _with_lo_routes(state, *vips):
+    """The same VIPs also on lo: the kernel keeps one local route per device."""
+    state = dict(state)
+    for vip in vips:
+        key = f"ip -j -{6 if ':' in vip else 4} route show table local"
+        route = {"type": "local", "dst": vip, "dev": "lo", "protocol": "kernel"}
+        route.update({"metric": 0} if ":" in vip else {"scope": "host", "prefsrc": vip})
+        state[key] = json.dumps([route] + json.loads(state[key]))
+    return state
+
+
+def test_a_vip_also_on_lo_neither_replaces_every_sync_nor_loses_los_routes():
+    d = build_desired(snapshot(svc("web", cluster_ips=("10.96.0.10", "fd00:96::10"), ipFamilies=["IPv4", "IPv6"]),
+                               eps("web", [ep("10.1.0.5")])), "node3", NODE_IPS, OPTS)
+    state = node_state(rules=WEB_RULES.replace("10.1.0.6", "10.1.0.5").splitlines()[0] + "\n"
+                       "-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1\n-A -t [fd00:96::10]:80 -s rr\n",
+                       dummy_ips=("10.96.0.10", "fd00:96::10"),
+                       routes_src={"10.96.0.10": "192.168.123.249", "fd00:96::10": "fd00:123::249"})
+    plan = plan_sync(d, read_kernel(RecordingRunner(_with_lo_routes(state, "10.96.0.10", "fd00:96::10"))), OPTS)
+    assert not any("route" in line for line in plan.command_lines()), plan.command_lines()
