@@ -102,8 +102,9 @@ def orphan_routes(facts: NetFacts, interface: str) -> list[LocalRoute]:
     """Repaired routes (src set, not the destination itself) left on `interface` for an address it no longer
     holds: the node would go on answering on a withdrawn service address."""
     held = {a.ip for a in facts.addresses_on(interface)}
-    return [r for r in facts.local_routes
-            if r.type == "local" and r.dev == interface and r.dst not in held and r.prefsrc and r.prefsrc != r.dst]
+    # Host routes only: a `local 10.96.0.0/12` (AnyIP) route is someone's design, not a leftover.
+    return [r for r in facts.local_routes if r.type == "local" and r.dev == interface and "/" not in r.dst
+            and r.dst not in held and r.prefsrc and r.prefsrc != r.dst]
 
 
 def other_devices(facts: NetFacts, vip: str, interface: str) -> list[str]:

@@ -49,7 +49,7 @@ class FixRoutesReport:
         else:
             text = f"{head}, {self.fixed} fixed, {self.already_correct} already correct"
         if self.stale_removed:
-            text += f", {self.stale_removed} stale route(s) removed"
+            text += f", {self.stale_removed} stale route(s) " + ("to remove" if self.dry_run else "removed")
         if self.skipped:
             text += f", {len(self.skipped)} skipped ({self.interface} is down)"
         if self.failed:

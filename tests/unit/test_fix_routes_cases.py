@@ -143,3 +143,25 @@ def test_ecmp_default_route_still_gives_a_node_ip():
         {"gateway": "fd00:123::1", "dev": "eth0", "weight": 1, "flags": []}]}]
     facts = read_net_facts(SimRunner(node))
     assert resolve_node_ips([], facts) == {4: NODE4, 6: NODE6}
+
+
+def test_anyip_subnet_route_on_the_interface_is_not_a_leftover():
+    node = FakeNode()
+    node.routes.append({"type": "local", "dst": "10.96.0.0/12", "dev": DUMMY, "protocol": "boot", "scope": "host",
+                        "prefsrc": NODE4})
+    run(node)
+    assert node.routes_for("10.96.0.0/12") == [(DUMMY, NODE4, 0)] and converged(node)
+
+
+def test_dry_run_counts_stale_routes_it_would_remove_and_removes_nothing():
+    node = FakeNode()
+    run(node)
+    node.remove_address(DUMMY, "10.254.0.10")
+    before = list(node.routes)
+    runner = SimRunner(node, dry_run=True)
+    report = fix_routes(runner, DUMMY, [])
+    assert node.routes == before and report.stale_removed == 1 and "1 stale route(s) to remove" in report.summary()
+    assert runner.out.getvalue().splitlines() == [
+        "ip route del local 10.254.0.10 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0"]
+    assert report.changes == [{"address": "10.254.0.10", "change": "remove stale route",
+                               "lines": [runner.out.getvalue().strip()[3:]]}]
