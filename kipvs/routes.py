@@ -41,6 +41,7 @@ class RouteCheck:
     node_ip: str | None
     add: tuple[str, ...] = ()     # `ip -batch` lines that put the repaired route in; they remove nothing
     remove: tuple[str, ...] = ()  # lines deleting the interface's wrong routes; only when the repaired one is in
+    stuck: bool = False           # a wrong route no delete can name precisely is left: not correct
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -48,7 +49,7 @@ class RouteCheck:
 
     @property
     def correct(self) -> bool:
-        return self.node_ip is not None and not self.lines
+        return self.node_ip is not None and not self.lines and not self.stuck
 
 
 def add_line(vip: str, interface: str, node_ip: str) -> str:
@@ -82,7 +83,8 @@ def check_route(vip: str, interface: str, node_ip: str | None, routes: list[Loca
         return RouteCheck(vip, family, node_ip, add=(add_line(vip, interface, node_ip),))
     # An IPv4 route without src cannot be deleted precisely (the delete could hit ours): leave it.
     removable = [r for r in wrong if family == 6 or r.prefsrc]
-    return RouteCheck(vip, family, node_ip, remove=tuple(delete_line(r) for r in removable))
+    return RouteCheck(vip, family, node_ip, remove=tuple(delete_line(r) for r in removable),
+                      stuck=len(removable) < len(wrong))
 
 
 def local_routes_by_dst(facts: NetFacts) -> dict[str, list[LocalRoute]]:

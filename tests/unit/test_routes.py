@@ -73,3 +73,11 @@ def test_explicit_node_ip_wins_and_must_be_local():
         resolve_node_ips(["node-a"], BEFORE)
     with pytest.raises(ConfigError, match="one per family"):
         resolve_node_ips(["192.168.123.249", "192.168.123.77"], BEFORE)
+
+
+def test_an_ipv4_route_without_src_is_left_and_reported_not_deleted_blindly():
+    """Without src an IPv4 delete matches the first route of the device, which may be ours."""
+    ours = LocalRoute("local", "10.96.0.1", "kube-dummy-if", "192.168.123.249", "kernel", "host", 0)
+    bare = LocalRoute("local", "10.96.0.1", "kube-dummy-if", None, "boot", "host", 0)
+    check = check_route("10.96.0.1", "kube-dummy-if", "192.168.123.249", [bare, ours])
+    assert check.lines == () and not check.correct
