@@ -55,11 +55,12 @@ def fix_routes_command(
     node_ip: Optional[list[str]] = typer.Option(
         None, "--node-ip", envvar="KIPVS_NODE_IP",
         help="This node's IP, one per family (repeat for dual stack). "
-             "Default: the primary address of the interface holding the default route."),
+             "Default: from the interface holding the default route (IPv4: its primary address; IPv6: its "
+             "lowest permanent global address)."),
 ) -> ExitStatus:
     """Make the local route of every address on the dummy interface use the node IP as source.
 
-    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only wrong routes are changed, in one `ip -batch`, and the result is read back. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
+    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only the interface's own wrong routes change: the repaired route is added and read back before a wrong one is deleted (IPv6 VIPs on a down interface are skipped), and routes left for addresses no longer on the interface are removed. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
     """
     from kipvs.commands.fix_routes import run_fix_routes
 

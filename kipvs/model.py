@@ -35,6 +35,7 @@ class InterfaceAddress:
     family: int
     scope: str = "global"
     secondary: bool = False
+    flags: frozenset[str] = frozenset()  # of temporary, deprecated, tentative, dadfailed, dynamic (IPv6)
 
     @property
     def is_link_local(self) -> bool:
@@ -100,15 +101,45 @@ class RealServer:
     port: int
     weight: int = 1
     forward: str = "masq"
+    # What else `ipvsadm -R` can set on a real server. `ipvsadm -S` prints the tunnel fields but
+    # not the connection thresholds (`-L --thresholds` shows those), so a save reads them as 0.
+    u_threshold: int = 0
+    l_threshold: int = 0
+    tun_type: str | None = None   # ipip, gue, gre (tunnel forwarding only)
+    tun_port: int | None = None   # gue only
+    tun_csum: str | None = None   # --tun-nocsum, --tun-csum or --tun-remcsum (gue, gre)
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.ip, self.port)
 
+    def options_args(self) -> str:
+        """`-m -w 1 …`: everything of an `-a`/`-e` line after `-r ADDRESS`."""
+        parts = [FORWARD_FLAG[self.forward], f"-w {self.weight}"]
+        if self.u_threshold:
+            parts.append(f"-x {self.u_threshold}")
+        if self.l_threshold:
+            parts.append(f"-y {self.l_threshold}")
+        if self.tun_type:
+            parts.append(f"--tun-type {self.tun_type}")
+        if self.tun_port is not None:
+            parts.append(f"--tun-port {self.tun_port}")
+        if self.tun_csum:
+            parts.append(self.tun_csum)
+        return " ".join(parts)
+
+    def same_options(self, other: "RealServer") -> bool:
+        return self.options_args() == other.options_args()
+
+
+# The persistence netmask that groups nothing: the kernel's default, which `ipvsadm -S` does not print.
+HOST_NETMASK = {4: "255.255.255.255", 6: "128"}
+
 
 @dataclass(frozen=True)
 class VirtualServer:
-    """One IPVS virtual service. `protocol` is tcp/udp/sctp, or "fwmark" with `port` the mark."""
+    """One IPVS virtual service. `protocol` is tcp/udp/sctp, or "fwmark" with `port` the mark (and `ip`
+    "" for an IPv4 firewall-mark service, "::" for an IPv6 one: `-f 42 -6`)."""
 
     protocol: str
     ip: str
@@ -117,6 +148,11 @@ class VirtualServer:
     flags: tuple[str, ...] = ()
     persistent: int | None = None
     real_servers: tuple[RealServer, ...] = ()
+    # Persistence granularity (`-M`): None is the host mask. kube-router 2.x leaves `-M 32.0.0.0`
+    # (its library sends 32 in host byte order), which puts every client in one persistence template.
+    netmask: str | None = None
+    pe: str | None = None      # persistence engine (`--pe sip`)
+    one_packet: bool = False   # `-o`: one-packet scheduling (UDP)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -129,22 +165,33 @@ class VirtualServer:
     def service_args(self) -> str:
         """The `-t IP:PORT` part of an ipvsadm line."""
         if self.protocol == "fwmark":
-            return f"-f {self.port}"
+            return f"-f {self.port}" + (" -6" if self.ip == "::" else "")
         return f"{PROTOCOL_FLAG[self.protocol]} {host_port(self.ip, self.port)}"
 
     def options_args(self) -> str:
+        """Every service option, also the default ones, so that `-E` with it sets the service exactly."""
         parts = [f"-s {self.scheduler}"]
         if self.flags:
             parts.append(f"-b {','.join(self.flags)}")
         if self.persistent is not None:
             parts.append(f"-p {self.persistent}")
+            if self.netmask is not None:
+                parts.append(f"-M {self.netmask}")
+        if self.pe:
+            parts.append(f"--pe {self.pe}")
+        if self.one_packet:
+            parts.append("-o")
         return " ".join(parts)
 
+    def _options(self) -> tuple:
+        netmask = self.netmask if self.persistent is not None else None
+        return (self.scheduler, tuple(sorted(self.flags)), self.persistent, netmask, self.pe or None,
+                self.one_packet)
+
     def same_options(self, other: "VirtualServer") -> bool:
-        return (self.scheduler, tuple(sorted(self.flags)), self.persistent) == \
-               (other.scheduler, tuple(sorted(other.flags)), other.persistent)
+        return self._options() == other._options()
 
     def label(self) -> str:
         if self.protocol == "fwmark":
-            return f"FWM {self.port}"
+            return f"FWM {self.port}" + (" IPv6" if self.ip == "::" else "")
         return f"{self.protocol.upper()} {host_port(self.ip, self.port)}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired
 from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
-from kipvs.model import FORWARD_FLAG, LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
+from kipvs.model import LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
 from kipvs.routes import check_routes, delete_line
 from kipvs.runner import Batch
 
@@ -53,7 +53,7 @@ def is_owned(vs: VirtualServer, dummy_ips: set[str], node_addresses: set[str], o
 def _real_server_line(op: str, vs: VirtualServer, rs: RealServer) -> str:
     if op == "-d":
         return f"-d {vs.service_args()} -r {host_port(rs.ip, rs.port)}"
-    return f"{op} {vs.service_args()} -r {host_port(rs.ip, rs.port)} {FORWARD_FLAG[rs.forward]} -w {rs.weight}"
+    return f"{op} {vs.service_args()} -r {host_port(rs.ip, rs.port)} {rs.options_args()}"
 
 
 def unwanted(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> tuple[list[VirtualServer],
@@ -101,7 +101,7 @@ def plan_ipvs(desired: Desired, kernel: KernelFacts, options: ProxyOptions, plan
             if key not in theirs:
                 lines.append(_real_server_line("-a", vs, rs))
                 plan.counts["real servers added"] += 1
-            elif (theirs[key].weight, theirs[key].forward) != (rs.weight, rs.forward):
+            elif not theirs[key].same_options(rs):
                 lines.append(_real_server_line("-e", vs, rs))
                 plan.counts["real servers edited"] += 1
     return lines

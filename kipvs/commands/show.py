@@ -50,6 +50,8 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
             "scheduler": vs.scheduler + (f" ({','.join(vs.flags)})" if vs.flags else ""),
             "persistent": vs.persistent, "state": state,
             "kernel_scheduler": have.scheduler if have else None,
+            # Every ipvsadm option, so a difference the scheduler column hides (-M, --pe, -o) shows.
+            "options": vs.options_args(), "kernel_options": have.options_args() if have else None,
             "real_servers": _real_server_rows(vs, have, desired, connections, rates)})
     stale, foreign = unwanted(desired, kernel, options)
     present = {a.ip for a in kernel.net.addresses_on(options.interface) if not a.is_link_local}

@@ -8,6 +8,8 @@ from kipvs.model import DefaultRoute, InterfaceAddress, LocalRoute, NetFacts
 from kipvs.runner import Runner
 
 FAMILY = {"inet": 4, "inet6": 6}
+# `ip -j addr` marks these with `"flag": true`; they decide whether an IPv6 address can be the node IP.
+ADDRESS_FLAGS = ("temporary", "deprecated", "tentative", "dadfailed", "dynamic")
 
 # Two `ip -batch` processes read everything: process start-up, not the kernel, is what costs.
 # (A batch line takes no options, and an unspecified family means IPv4 for routes, hence two.)
@@ -44,7 +46,8 @@ def parse_links(links: list[dict]) -> tuple[list[InterfaceAddress], set[str], se
                 continue
             addresses.append(InterfaceAddress(
                 interface=name, ip=info["local"], prefixlen=int(info.get("prefixlen", 0)), family=family,
-                scope=info.get("scope", "global"), secondary=bool(info.get("secondary", False))))
+                scope=info.get("scope", "global"), secondary=bool(info.get("secondary", False)),
+                flags=frozenset(flag for flag in ADDRESS_FLAGS if info.get(flag))))
     return addresses, interfaces, up
 
 
@@ -61,9 +64,15 @@ def parse_route_list(routes: list[dict]) -> list[LocalRoute]:
 
 
 def default_route_list(routes: list[dict], family: int) -> list[DefaultRoute]:
-    routes = [DefaultRoute(family=family, dev=r.get("dev"), gateway=r.get("gateway"), metric=int(r.get("metric", 0)))
-              for r in routes if r.get("dst") == "default"]
-    return sorted(routes, key=lambda r: r.metric)
+    """One entry per way out: an ECMP default route (`nexthops`) gives one per next hop, in its order."""
+    found = []
+    for r in routes:
+        if r.get("dst") != "default":
+            continue
+        for hop in r.get("nexthops") or [r]:
+            found.append(DefaultRoute(family=family, dev=hop.get("dev"), gateway=hop.get("gateway"),
+                                      metric=int(r.get("metric", 0))))
+    return sorted(found, key=lambda r: r.metric)
 
 
 def _read_ipv6(runner: Runner) -> list[list]:

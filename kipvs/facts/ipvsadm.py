@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, replace
 
 from kipvs.errors import CommandFailed
-from kipvs.model import FORWARD_FLAG, PROTOCOL_FLAG, RealServer, VirtualServer
+from kipvs.model import FORWARD_FLAG, HOST_NETMASK, PROTOCOL_FLAG, RealServer, VirtualServer
 from kipvs.runner import Runner
 
 READ_RULES = ["ipvsadm", "-S", "-n"]
@@ -15,7 +15,6 @@ READ_RATES = ["ipvsadm", "-L", "-n", "--rate", "--exact"]
 _PROTOCOL_OF_FLAG = {flag: proto for proto, flag in PROTOCOL_FLAG.items()}
 _PROTOCOL_OF_FLAG.update({"--tcp-service": "tcp", "--udp-service": "udp", "-f": "fwmark", "--fwmark-service": "fwmark"})
 _FORWARD_OF_FLAG = {flag: name for name, flag in FORWARD_FLAG.items()}
-_FORWARD_OF_FLAG.update({"--masquerading": "masq", "--gatewaying": "route", "--ipip": "tunnel"})
 _LIST_PROTOCOL = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp", "FWM": "fwmark"}
 
 
@@ -28,8 +27,15 @@ def split_host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_VALUED = {"-s", "--scheduler", "-b", "--sched-flags", "-p", "--persistent", "-M", "--netmask", "-r",
-           "--real-server", "-w", "--weight", "--pe", "--tun-type", "--tun-port", "-x", "-y"}
+# Every option an `ipvsadm -S` (or `-R` input) line can carry, long and short, by what it sets.
+# Source: ipvsadm 1.31 print_service_entry/print_tunnel_rule and its man page.
+_ALIASES = {"--scheduler": "-s", "--sched-flags": "-b", "--persistent": "-p", "--netmask": "-M",
+            "--real-server": "-r", "--weight": "-w", "--u-threshold": "-x", "--l-threshold": "-y",
+            "--ops": "-o", "--ipv6": "-6", "--masquerading": "-m", "--gatewaying": "-g", "--ipip": "-i"}
+_VALUED = {"-s", "-b", "-p", "-M", "-r", "-w", "-x", "-y", "--pe", "--tun-type", "--tun-port"}
+_OPTIONAL_VALUE = {"-p"}  # `-p` alone means the default timeout
+_TUN_CSUM = ("--tun-nocsum", "--tun-csum", "--tun-remcsum")
+DEFAULT_PERSISTENCE = 300  # ipvsadm's default for a bare -p
 
 
 def _fields(tokens: list[str]) -> dict[str, str]:
@@ -37,10 +43,13 @@ def _fields(tokens: list[str]) -> dict[str, str]:
     fields: dict[str, str] = {}
     i, n = 1, len(tokens)
     while i < n:
-        token = tokens[i]
+        token = _ALIASES.get(tokens[i], tokens[i])
         if token in _PROTOCOL_OF_FLAG:
             fields["proto"], fields["service"] = token, tokens[i + 1]
             i += 2
+        elif token in _OPTIONAL_VALUE and (i + 1 >= n or tokens[i + 1].startswith("-")):
+            fields[token] = ""
+            i += 1
         elif token in _VALUED:
             fields[token] = tokens[i + 1] if i + 1 < n else ""
             i += 2
@@ -55,8 +64,36 @@ def parse_line(tokens: list[str]) -> tuple[tuple[str, str, int], dict[str, str]]
     fields = _fields(tokens)
     proto = _PROTOCOL_OF_FLAG[fields["proto"]]
     if proto == "fwmark":
-        return ("fwmark", "", int(fields["service"])), fields
+        return ("fwmark", "::" if "-6" in fields else "", int(fields["service"])), fields
     return (proto, *split_host_port(fields["service"])), fields
+
+
+def _netmask(value: str | None, family: int) -> str | None:
+    """None for the host mask (the default ipvsadm leaves out)."""
+    if not value or value == HOST_NETMASK[family]:
+        return None
+    return value
+
+
+def service_of(key: tuple[str, str, int], fields: dict[str, str]) -> VirtualServer:
+    flags = fields.get("-b")
+    persistent = fields.get("-p")
+    vs = VirtualServer(key[0], key[1], key[2])
+    return replace(vs, scheduler=fields.get("-s") or "wlc", flags=tuple(flags.split(",")) if flags else (),
+                   persistent=(int(persistent) if persistent else DEFAULT_PERSISTENCE) if "-p" in fields else None,
+                   netmask=_netmask(fields.get("-M"), vs.family) if "-p" in fields else None,
+                   pe=fields.get("--pe") or None, one_packet="-o" in fields)
+
+
+def real_server_of(fields: dict[str, str]) -> RealServer:
+    ip, port = split_host_port(fields["-r"])
+    forward = next((_FORWARD_OF_FLAG[f] for f in fields if f in _FORWARD_OF_FLAG), "route")
+    tunnel = forward == "tunnel"
+    return RealServer(ip, port, int(fields.get("-w") or 1), forward,
+                      u_threshold=int(fields.get("-x") or 0), l_threshold=int(fields.get("-y") or 0),
+                      tun_type=(fields.get("--tun-type") or "ipip") if tunnel else None,  # ipip: the default
+                      tun_port=int(fields["--tun-port"]) if tunnel and fields.get("--tun-port") else None,
+                      tun_csum=next((f for f in _TUN_CSUM if f in fields), None) if tunnel else None)
 
 
 def parse_rules(text: str) -> list[VirtualServer]:
@@ -69,18 +106,10 @@ def parse_rules(text: str) -> list[VirtualServer]:
             continue
         key, fields = parse_line(tokens)
         if tokens[0] in ("-A", "--add-service"):
-            flags = fields.get("-b") or fields.get("--sched-flags")
-            persistent = fields.get("-p", fields.get("--persistent"))
-            services[key] = VirtualServer(key[0], key[1], key[2],
-                                          scheduler=fields.get("-s") or fields.get("--scheduler") or "wlc",
-                                          flags=tuple(flags.split(",")) if flags else (),
-                                          persistent=int(persistent) if persistent else None)
+            services[key] = service_of(key, fields)
             real.setdefault(key, [])
         elif tokens[0] in ("-a", "--add-server"):
-            ip, port = split_host_port(fields.get("-r") or fields["--real-server"])
-            forward = next((_FORWARD_OF_FLAG[f] for f in fields if f in _FORWARD_OF_FLAG), "route")
-            weight = int(fields.get("-w") or fields.get("--weight") or 1)
-            real.setdefault(key, []).append(RealServer(ip, port, weight, forward))
+            real.setdefault(key, []).append(real_server_of(fields))
     return [replace(vs, real_servers=tuple(real.get(key, ()))) for key, vs in services.items()]
 
 
@@ -104,9 +133,13 @@ def _walk_list(text: str):
     service = None
     for line in text.splitlines():
         if m := _SERVICE_LINE.match(line):
-            proto = _LIST_PROTOCOL[m.group(1)]
-            service = ("fwmark", "", int(m.group(2))) if proto == "fwmark" else (proto, *split_host_port(m.group(2)))
-            yield service, None, m.group(3).split()
+            proto, columns = _LIST_PROTOCOL[m.group(1)], m.group(3).split()
+            if proto == "fwmark":
+                ipv6 = columns[:1] == ["IPv6"]  # `FWM  42 IPv6 rr`
+                service, columns = ("fwmark", "::" if ipv6 else "", int(m.group(2))), columns[ipv6:]
+            else:
+                service = (proto, *split_host_port(m.group(2)))
+            yield service, None, columns
         elif service and (m := _REAL_LINE.match(line)) and m.group(1) != "RemoteAddress:Port":
             yield service, split_host_port(m.group(1)), m.group(2).split()
 
@@ -136,20 +169,32 @@ def read_rules(runner: Runner) -> list[VirtualServer]:
 _FORWARD_OF_LISTING = {"Masq": "masq", "Route": "route", "Local": "route", "Tunnel": "tunnel"}
 
 
+def _listed_service(key: tuple[str, str, int], columns: list[str]) -> VirtualServer:
+    """`rr (flag-1) persistent 3600 mask 32.0.0.0 pe sip ops`: the listing's words for -s -b -p -M --pe -o."""
+    def after(word: str) -> str | None:
+        return columns[columns.index(word) + 1] if word in columns[:-1] else None
+
+    vs = VirtualServer(*key, scheduler=columns[0] if columns else "wlc")
+    flags = next((c.strip("()").split(",") for c in columns[1:] if c.startswith("(")), [])
+    persistent = after("persistent")
+    return replace(vs, flags=tuple(flags), persistent=int(persistent) if persistent else None,
+                   netmask=_netmask(after("mask"), vs.family) if persistent else None,
+                   pe=after("pe"), one_packet="ops" in columns[1:])
+
+
 def parse_listing(text: str) -> list[VirtualServer]:
     """`ipvsadm -L -n --exact [-t SERVICE]` into virtual servers (used to verify a few services cheaply)."""
     services: dict[tuple, VirtualServer] = {}
     real: dict[tuple, list[RealServer]] = {}
     for key, real_key, columns in _walk_list(text):
         if real_key is None:
-            scheduler = columns[0] if columns else "wlc"
-            flags = next((c.strip("()").split(",") for c in columns[1:] if c.startswith("(")), [])
-            persistent = int(columns[columns.index("persistent") + 1]) if "persistent" in columns else None
-            services[key] = VirtualServer(key[0], key[1], key[2], scheduler, tuple(flags), persistent)
+            services[key] = _listed_service(key, columns)
             real[key] = []
         elif len(columns) >= 2:
-            real[key].append(RealServer(real_key[0], real_key[1], int(columns[1]),
-                                        _FORWARD_OF_LISTING.get(columns[0], "route")))
+            forward = _FORWARD_OF_LISTING.get(columns[0], "route")
+            # Without --tun-info the listing does not name the tunnel type: the default one is assumed.
+            real[key].append(RealServer(real_key[0], real_key[1], int(columns[1]), forward,
+                                        tun_type="ipip" if forward == "tunnel" else None))
     return [replace(vs, real_servers=tuple(real[key])) for key, vs in services.items()]
 
 

@@ -54,7 +54,8 @@ def test_ipv6_vip_is_repaired_and_kernel_route_removed(nodes):
 def test_second_run_plans_nothing(nodes):
     node1 = nodes["node1"]
     first = fix_routes(node1)
-    assert len(first["commands"]) == 6  # four replaces, the IPv6 kernel route's delete, the neighbour flush
+    # four adds, each kernel route's delete once the add is read back, then the neighbour flush
+    assert len(first["commands"]) == 9 and first["commands"][-1] == "ip neigh flush nud incomplete"
     second = fix_routes(node1)
     assert second["commands"] == [] and second["fixed"] == 0 and second["already_correct"] == 4
     assert node1.kipvs("fix-routes").stderr.strip().endswith("nothing to change")
@@ -67,8 +68,8 @@ def test_dry_run_prints_exact_commands_and_changes_nothing(nodes):
     assert proc.returncode == 0, proc.stderr
     assert node2.local_routes(4) + node2.local_routes(6) == before
     lines = proc.stdout.splitlines()
-    expected = f"ip route replace local {WEB_ONE_VIP} dev kube-dummy-if proto kernel scope host src 192.168.123.248 table local"
-    assert expected in lines and len(lines) == 6 and lines[-1] == "ip neigh flush nud incomplete"
+    expected = f"ip route append local {WEB_ONE_VIP} dev kube-dummy-if proto kernel scope host src 192.168.123.248 table local"
+    assert expected in lines and len(lines) == 9 and lines[-1] == "ip neigh flush nud incomplete"
     assert "ip route del local fd00:254::10 dev kube-dummy-if table local proto kernel metric 0" in lines
     # the printed lines are real commands: running them does what fix-routes would
     for line in lines:

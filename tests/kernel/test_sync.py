@@ -139,7 +139,7 @@ def test_deleted_service_loses_its_virtual_server_address_and_route(lab, tmp_pat
     report = sync(node3, cluster_file=edited_example(tmp_path, delete_sticky))
     assert report["commands"] == [
         "ip addr del 10.254.0.30/32 dev kube-dummy-if",
-        "ip route del local 10.254.0.30 dev kube-dummy-if table local proto kernel metric 0",
+        "ip route del local 10.254.0.30 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
         "ipvsadm -D -t 10.254.0.30:80"]
     assert not any("10.254.0.30" in line for line in node3.ipvs_rules())
     assert "10.254.0.30" not in node3.local_routes(4)
@@ -191,3 +191,23 @@ def test_show_check_detects_drift_and_sync_repairs_it(lab):
     assert "default/web" in text and "web-7d4b9c-x2b" in text and "drift" in text
     sync(node3)
     assert node3.kipvs(*show, "--check").returncode == 0
+
+
+def test_kube_router_2_persistence_netmask_is_drift_that_sync_repairs(lab):
+    """kube-router 2.x leaves `-p N -M 32.0.0.0` (the mask 32 in host byte order): one template for all clients."""
+    node3 = lab.nodes["node3"]
+    sync(node3)
+    routes4 = node3.local_routes(4).splitlines()
+    for vip in ADDRESSES:  # the kernel's own route (src VIP) went once ours was read back: one route each
+        assert [line.strip() for line in routes4 if line.startswith(f"local {vip} ")] == \
+            [f"local {vip} dev kube-dummy-if proto kernel scope host src 192.168.123.249"], routes4
+    node3.run("ipvsadm", "-E", "-t", "10.254.0.30:80", "-s", "wrr", "-p", "600", "-M", "32.0.0.0")
+    assert "-A -t 10.254.0.30:80 -s wrr -p 600 -M 32.0.0.0" in node3.ipvs_rules()
+    show = ["show", "-f", str(EXAMPLE), "--node-name", "node3", *RANGES]
+    assert node3.kipvs(*show, "--check").returncode == 1
+    drift = json.loads(node3.kipvs(*show, "--output", "json").stdout)["drift"]
+    assert drift["different_virtual_servers"] == ["TCP 10.254.0.30:80"]
+    report = sync(node3)
+    assert report["commands"] == ["ipvsadm -E -t 10.254.0.30:80 -s wrr -p 600"] and report["converged"]
+    assert "-A -t 10.254.0.30:80 -s wrr -p 600" in node3.ipvs_rules()
+    assert node3.kipvs(*show, "--check").returncode == 0 and sync(node3)["commands"] == []

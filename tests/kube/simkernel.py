@@ -25,7 +25,7 @@ class SimKernel(Runner):
         self.services: dict[tuple, VirtualServer] = {}
         self.real: dict[tuple, dict[tuple, RealServer]] = {}
         self.dummy: dict[str, int] | None = None  # address -> prefix; None: no interface
-        self.routes: dict[str, str] = {}  # VIP -> prefsrc
+        self.routes: dict[str, list[str]] = {}  # VIP -> the prefsrc of each of its IPv4 local routes, in order
         self.sysctls = {name: "0" for name in IPVS_SYSCTLS}
         self.batches: list[Batch] = []
         self.reads: list[str] = []
@@ -62,7 +62,7 @@ class SimKernel(Runner):
             return json.dumps(links)
         if key == "ip -j -4 route show table local":
             return json.dumps([{"type": "local", "dst": vip, "dev": self.interface, "protocol": "kernel",
-                                "scope": "host", "prefsrc": src} for vip, src in self.routes.items()])
+                                "scope": "host", "prefsrc": src} for vip, srcs in self.routes.items() for src in srcs])
         if key in ("ip -j -6 route show table local", "ip -j -6 route show default"):
             return "[]"
         if key == "ip -j -4 route show default":
@@ -134,14 +134,26 @@ class SimKernel(Runner):
         elif tokens[:2] == ["addr", "add"]:
             ip, prefix = tokens[2].split("/")
             self.dummy[ip] = int(prefix)
-            self.routes[ip] = ip
+            self.routes[ip] = [ip]
         elif tokens[:2] == ["addr", "del"]:
             ip = tokens[2].split("/")[0]
             del self.dummy[ip]
+            self._drop_route(ip, ip)  # the kernel removes the route it made, not a repaired one
         elif tokens[:2] == ["route", "replace"]:
-            self.routes[tokens[3]] = tokens[tokens.index("src") + 1]
+            self.routes[tokens[3]] = [tokens[tokens.index("src") + 1]]
+        elif tokens[:2] == ["route", "append"]:
+            src = tokens[tokens.index("src") + 1]
+            if src not in self.routes.setdefault(tokens[3], []):
+                self.routes[tokens[3]].append(src)
         elif tokens[:2] == ["route", "del"]:
-            self.routes.pop(tokens[3], None)
+            self._drop_route(tokens[3], tokens[tokens.index("src") + 1] if "src" in tokens else None)
+
+    def _drop_route(self, vip: str, src: str | None) -> None:
+        srcs = [s for s in self.routes.get(vip, []) if src is not None and s != src]
+        if srcs:
+            self.routes[vip] = srcs
+        else:
+            self.routes.pop(vip, None)
 
     def _sysctl(self, tokens):
         name, value = tokens[0].split("=")

@@ -26,7 +26,7 @@ NODE_IP = "192.168.123.249"
 CANARY_LINE = "ipvsadm -A -t 10.96.0.10:80 -s rr"
 COMMAND = re.compile(
     r"^(ip (link (add|set|del) kube-dummy-if( type dummy| up)?|addr (add|del) [0-9a-f.:]+/\d+ dev kube-dummy-if( nodad)?"
-    r"|route (replace|del) local [0-9a-f.:]+ dev kube-dummy-if .*table local.*)"
+    r"|route (replace|append|del) local [0-9a-f.:]+ dev kube-dummy-if .*table local.*)"
     r"|ipvsadm -[AEaedD] (-t|-u|--sctp-service) [0-9a-f.:\[\]]+:\d+( -s [a-z]+( -b [a-z-]+(,[a-z-]+)*)?( -p \d+)?)?"
     r"( -r [0-9a-f.:\[\]]+:\d+( -m -w \d+)?)?"
     r"|sysctl -w net\.ipv4\.vs\.[a-z_]+=\d)$")

@@ -75,3 +75,17 @@ def test_a_command_that_exits_as_its_timer_fires_is_not_a_timeout():
     except Exception as exc:  # noqa: BLE001 - the message is what matters
         assert "timed out after 0.2s" in str(exc)
     assert time.monotonic() - started < 2
+
+
+def test_show_reports_a_kube_router_2_persistence_netmask_as_drift():
+    objects = [svc("web", sessionAffinity="ClientIP"), eps("web", [ep("10.1.0.5")]),
+               node("node3", "192.168.123.249", "fd00:123::249")]
+    state = {**node_state(rules="-A -t 10.96.0.10:80 -s rr -p 10800 -M 32.0.0.0\n"
+                                "-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1\n",
+                          dummy_ips=("10.96.0.10",), routes_src={"10.96.0.10": "192.168.123.249"}),
+             "ipvsadm -L -n --exact": LISTING, "ipvsadm -L -n --rate --exact": LISTING}
+    report = show(RecordingRunner(state), snapshot(*objects), NodeIdentity("node3"), ProxyOptions())
+    assert report["drift"]["different_virtual_servers"] == ["TCP 10.96.0.10:80"] and not report["in_sync"]
+    assert report["drift"]["commands"] == ["ipvsadm -E -t 10.96.0.10:80 -s rr -p 10800"]
+    vs = report["services"][0]["virtual_servers"][0]
+    assert (vs["options"], vs["kernel_options"]) == ("-s rr -p 10800", "-s rr -p 10800 -M 32.0.0.0")

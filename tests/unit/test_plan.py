@@ -1,3 +1,4 @@
+import json
 import ipaddress
 
 from kipvs.config import ProxyOptions
@@ -33,7 +34,7 @@ def test_empty_node_gets_interface_address_route_service_and_sysctls_in_order():
         "ip link add kube-dummy-if type dummy",
         "ip link set kube-dummy-if up",
         "ip addr add 10.96.0.10/32 dev kube-dummy-if",
-        "ip route replace local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
+        "ip route append local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
         "ipvsadm -A -t 10.96.0.10:80 -s rr",
         "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1",
         "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1",
@@ -91,7 +92,7 @@ def test_stale_owned_state_goes_foreign_state_stays():
                routes_src={"10.96.0.10": "192.168.123.249", "10.96.0.77": "192.168.123.249"})
     plan = plan_sync(web(), k, OPTS)
     assert plan.command_lines() == ["ip addr del 10.96.0.77/32 dev kube-dummy-if",
-                                    "ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel metric 0",
+                                    "ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
                                     "ipvsadm -D -t 192.168.123.249:30500",
                                     "ipvsadm -D -t 10.96.0.77:80"]
 
@@ -116,7 +117,7 @@ def test_cleanup_removes_only_what_kipvs_owns_then_the_interface():
         "ipvsadm -D -t 192.168.123.249:30500",
         "ipvsadm -D -t 10.96.0.77:80",
         "ip addr del 10.96.0.10/32 dev kube-dummy-if",
-        "ip route del local 10.96.0.10 dev kube-dummy-if table local proto kernel metric 0",
+        "ip route del local 10.96.0.10 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
         "ip addr del 10.96.0.77/32 dev kube-dummy-if",
         "ip link del kube-dummy-if",
     ]
@@ -144,3 +145,48 @@ def test_unwanted_splits_kipvs_own_from_foreign_and_keeps_protected():
                            "node3", NODE_IPS, OPTS)
     stale, _ = unwanted(broken, k, OPTS)
     assert "TCP 10.96.0.77:80" not in [vs.label() for vs in stale]  # a broken Service's state is kept
+
+
+KUBE_ROUTER_2_LEFTOVER = """-A -t 10.96.0.10:80 -s rr -p 10800 -M 32.0.0.0
+-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1
+-a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1
+"""
+
+
+def test_kube_router_2_persistence_netmask_is_drift_repaired_with_an_edit():
+    """kube-router 2.x sends the netmask 32 in host byte order: every client shares one persistence template."""
+    affinity = web(sessionAffinity="ClientIP")
+    assert affinity.virtual_servers[0].persistent == 10800
+    plan = plan_sync(affinity, kernel(rules=KUBE_ROUTER_2_LEFTOVER, dummy_ips=("10.96.0.10",), routes_src=FIXED),
+                     OPTS)
+    assert plan.command_lines() == ["ipvsadm -E -t 10.96.0.10:80 -s rr -p 10800"]
+    fixed = KUBE_ROUTER_2_LEFTOVER.replace(" -M 32.0.0.0", "")
+    assert plan_sync(affinity, kernel(rules=fixed, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS).empty
+
+
+def test_foreign_real_server_options_are_drift_on_our_servers():
+    rules = WEB_RULES.replace("10.1.0.6:8080 -m -w 1", "10.1.0.6:8080 -i -w 1 --tun-type gre --tun-csum")
+    plan = plan_sync(web(), kernel(rules=rules, dummy_ips=("10.96.0.10",), routes_src=FIXED), OPTS)
+    assert plan.command_lines() == ["ipvsadm -e -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
+
+
+def _with_lo_routes(state, *vips):
+    """The same VIPs also on lo: the kernel keeps one local route per device."""
+    state = dict(state)
+    for vip in vips:
+        key = f"ip -j -{6 if ':' in vip else 4} route show table local"
+        route = {"type": "local", "dst": vip, "dev": "lo", "protocol": "kernel"}
+        route.update({"metric": 0} if ":" in vip else {"scope": "host", "prefsrc": vip})
+        state[key] = json.dumps([route] + json.loads(state[key]))
+    return state
+
+
+def test_a_vip_also_on_lo_neither_replaces_every_sync_nor_loses_los_routes():
+    d = build_desired(snapshot(svc("web", cluster_ips=("10.96.0.10", "fd00:96::10"), ipFamilies=["IPv4", "IPv6"]),
+                               eps("web", [ep("10.1.0.5")])), "node3", NODE_IPS, OPTS)
+    state = node_state(rules=WEB_RULES.replace("10.1.0.6", "10.1.0.5").splitlines()[0] + "\n"
+                       "-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1\n-A -t [fd00:96::10]:80 -s rr\n",
+                       dummy_ips=("10.96.0.10", "fd00:96::10"),
+                       routes_src={"10.96.0.10": "192.168.123.249", "fd00:96::10": "fd00:123::249"})
+    plan = plan_sync(d, read_kernel(RecordingRunner(_with_lo_routes(state, "10.96.0.10", "fd00:96::10"))), OPTS)
+    assert not any("route" in line for line in plan.command_lines()), plan.command_lines()
