@@ -73,12 +73,13 @@ def check_complete(snapshot: Snapshot, node: NodeIdentity, from_file: bool) -> N
                              "--allow-partial)")
 
 
-def node_ips_for(node: NodeIdentity, snapshot: Snapshot, kernel: KernelFacts,
+def node_ips_for(node: NodeIdentity, snapshot: Snapshot, kernel: KernelFacts, interface: str,
                  problems: list | None = None) -> dict[int, str]:
-    """--node-ip, else the Node object's InternalIPs, else the default-route interface."""
+    """--node-ip, else the Node object's InternalIPs, else the default-route interface; never an
+    address that is only on kipvs's own interface (a service address is not the node)."""
     from_api = node_ips_of(find_node(snapshot.nodes, node.name), problems if problems is not None else [])
     if kernel.readable:
-        return resolve_node_ips(list(node.explicit_ips), kernel.net, fallback=from_api)
+        return resolve_node_ips(list(node.explicit_ips), kernel.net, fallback=from_api, interface=interface)
     chosen = dict(from_api)
     chosen.update({family_of(ip): ip for ip in node.explicit_ips})
     return chosen
@@ -107,7 +108,7 @@ def check_interface(kernel: KernelFacts, interface: str) -> None:
 def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
     """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
     node_problems: list = []
-    node_ips = node_ips_for(node, snapshot, kernel, node_problems)
+    node_ips = node_ips_for(node, snapshot, kernel, options.interface, node_problems)
     local_ips = [a.ip for a in kernel.net.addresses
                  if a.interface not in (options.interface, "lo") and a.scope == "global"]
     desired = build_desired(snapshot, node.name, node_ips, options, local_ips, host_addresses(kernel.net, options))

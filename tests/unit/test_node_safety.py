@@ -90,3 +90,11 @@ def test_interface_must_be_a_dummy_one_kipvs_can_own(tmp_path, name, message, co
     result = invoke([*args, "--interface", name, "--lock-file", str(tmp_path / "lock")], factory)
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert all(runner.batches == [] for runner in runners)  # nothing ran
+
+
+def test_sync_refuses_a_node_ip_that_is_only_a_service_address_on_the_dummy_interface(tmp_path):
+    def factory(dry_run, timeout, out=None):
+        return RecordingRunner(node_state(dummy_ips=("10.96.0.10",)), dry_run=dry_run, out=out)
+    result = invoke(["sync", "-f", str(cluster_file(tmp_path)), "--node-name", "node3", "--node-ip", "10.96.0.10",
+                     "--lock-file", str(tmp_path / "lock")], factory)
+    assert result.exit_code == 2 and "node IP 10.96.0.10 is" in result.stderr, result.stderr
