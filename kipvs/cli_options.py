@@ -19,6 +19,7 @@ import typer
 from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_cidrs, parse_interface,
                           parse_node_ips, parse_port_range, parse_scheduler, parse_seconds)
 from kipvs.environment import Environment
+from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.errors import ExitStatus, KipvsError, PermissionDenied
 
 log = logging.getLogger("kipvs")
@@ -129,15 +130,15 @@ RUN = Group("run", (
     Param("command_timeout", float, _option(60.0, "--command-timeout", envvar="KIPVS_COMMAND_TIMEOUT",
                                             help="Seconds before an ip/ipvsadm call is abandoned.")),
     Param("lock_file", str, _option(
-        "/run/kipvs.lock", "--lock-file", envvar="KIPVS_LOCK_FILE",
+        DEFAULT_LOCK_FILE, "--lock-file", envvar="KIPVS_LOCK_FILE",
         help="Lock shared by every kipvs that changes this node (watch, sync, fix-routes, cleanup).")),
     Param("lock_timeout", float, _option(30.0, "--lock-timeout", envvar="KIPVS_LOCK_TIMEOUT",
                                          help="Seconds to wait for another kipvs to finish before giving up.")),
 ), lambda v: RunOptions(
     dry_run=v.get("dry_run", False), json=v.get("output", Output.text) is Output.json,
     command_timeout=parse_seconds(v.get("command_timeout", 60.0), "--command-timeout"),
-    lock_file=check_lock_file(v.get("lock_file", "/run/kipvs.lock")) if not v.get("dry_run") else
-    v.get("lock_file", "/run/kipvs.lock"),
+    lock_file=check_lock_file(v.get("lock_file", DEFAULT_LOCK_FILE)) if not v.get("dry_run") else
+    v.get("lock_file", DEFAULT_LOCK_FILE),
     lock_timeout=parse_seconds(v.get("lock_timeout", 30.0), "--lock-timeout", allow_zero=True)))
 
 

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from kipvs.errors import ConfigError
+from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.model import canonical_ip
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -137,7 +138,7 @@ class RunOptions:
     dry_run: bool = False
     json: bool = False
     command_timeout: float = 60.0
-    lock_file: str = "/run/kipvs.lock"
+    lock_file: str = DEFAULT_LOCK_FILE
     lock_timeout: float = 30.0
 
 

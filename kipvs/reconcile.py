@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from kipvs.config import ProxyOptions
+from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.cluster import find_node, node_ips_of
 from kipvs.desired import Desired, build_desired
 from kipvs.errors import ConfigError
@@ -17,7 +17,7 @@ from kipvs.model import family_of
 from kipvs.plan import Plan, plan_cleanup, plan_sync
 from kipvs.routes import resolve_node_ips
 from kipvs.runner import Runner
-from kipvs.sources import Snapshot
+from kipvs.sources import Snapshot, load_snapshot
 
 log = logging.getLogger("kipvs.sync")
 
@@ -71,6 +71,15 @@ def check_complete(snapshot: Snapshot, node: NodeIdentity, from_file: bool) -> N
         raise PartialCluster(f"{snapshot.origin}: {', '.join(missing)}: refusing to sync from a partial cluster "
                              "(dump with `kubectl get services,endpointslices,nodes -A -o json`, or pass "
                              "--allow-partial)")
+
+
+def load_cluster(source: SourceOptions) -> tuple[Snapshot, NodeIdentity]:
+    """The snapshot and this node's identity for `sync` and `show`, refused when partial (unless allowed)."""
+    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout)
+    node = NodeIdentity(source.node_name, source.node_ips)
+    if not source.allow_partial:
+        check_complete(snapshot, node, from_file=bool(source.cluster_file))
+    return snapshot, node
 
 
 def node_ips_for(node: NodeIdentity, snapshot: Snapshot, kernel: KernelFacts, interface: str,

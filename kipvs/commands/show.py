@@ -9,10 +9,10 @@ from kipvs.facts.kernel import read_kernel
 from kipvs.model import host_port
 from kipvs.output import emit_json
 from kipvs.plan import plan_sync, unwanted
-from kipvs.reconcile import NodeIdentity, check_complete, compute
+from kipvs.reconcile import NodeIdentity, compute, load_cluster
 from kipvs.runner import Runner
 from kipvs.routes import check_routes
-from kipvs.sources import Snapshot, load_snapshot
+from kipvs.sources import Snapshot
 
 
 def _real_server_rows(vs, kernel_vs, desired, connections, rates) -> list[dict]:
@@ -89,10 +89,7 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
 
 def run_show(env: Environment, source: SourceOptions, options: ProxyOptions, command_timeout: float,
              as_json: bool, check: bool) -> ExitStatus:
-    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout)
-    node = NodeIdentity(source.node_name, source.node_ips)
-    if not source.allow_partial:
-        check_complete(snapshot, node, from_file=bool(source.cluster_file))
+    snapshot, node = load_cluster(source)
     report = show(env.runner(False, command_timeout), snapshot, node, options)
     if as_json:
         emit_json(env, report)

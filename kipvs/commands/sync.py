@@ -6,15 +6,11 @@ from kipvs.environment import Environment
 from kipvs.errors import ExitStatus
 from kipvs.lock import writer_lock
 from kipvs.output import emit_json, progress_reporter, report_problems, summary
-from kipvs.reconcile import NodeIdentity, check_complete, sync_once
-from kipvs.sources import load_snapshot
+from kipvs.reconcile import load_cluster, sync_once
 
 
 def run_sync(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions) -> ExitStatus:
-    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout)
-    node = NodeIdentity(source.node_name, source.node_ips)
-    if not source.allow_partial:
-        check_complete(snapshot, node, from_file=bool(source.cluster_file))
+    snapshot, node = load_cluster(source)
     runner = env.runner(run.dry_run, run.command_timeout, collect=run.json)
     with writer_lock(run.dry_run, run.lock_file, run.lock_timeout), progress_reporter(env) as progress:
         result = sync_once(runner, snapshot, node, options, progress)

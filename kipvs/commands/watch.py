@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_duration,
+from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duration,
                           parse_listen_address)
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
@@ -170,7 +170,7 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
 
     settings = WatchSettings(min_sync_period=parse_duration(request.min_sync_period, "--min-sync-period"),
                              sync_period=parse_duration(request.sync_period, "--sync-period"),
-                             lock_file=check_lock_file(run.lock_file), lock_timeout=run.lock_timeout)
+                             lock_file=run.lock_file, lock_timeout=run.lock_timeout)
     listen = parse_listen_address(request.metrics_addr, "--metrics-addr") if request.metrics_addr else None
     max_age = parse_duration(request.health_max_age, "--health-max-age")
     api_client = load_client_config(source.kubeconfig)
