@@ -92,10 +92,10 @@ def show_command(
     return run_show(env, source, options, run.command_timeout, run.json, check)
 
 
-@command(app, "cleanup", PROXY.only("interface", "service_node_port_range", "excluded_cidrs"),
+@command(app, "cleanup", PROXY.only("interface", "service_node_port_range", "excluded_cidrs", "iptables_mode"),
          RUN.only("dry_run", "command_timeout", "lock_file", "lock_timeout"))
 def cleanup_command(env: Environment, options: ProxyOptions, run: RunOptions) -> ExitStatus:
-    """Remove what kipvs owns: virtual servers on its interface's addresses and NodePort-range ones on node addresses, those addresses and their routes, and the interface itself. Nothing else."""
+    """Remove what kipvs owns: virtual servers on its interface's addresses and NodePort-range ones on node addresses, those addresses and their routes, the interface itself, and kipvs's netfilter chains (KIPVS-*) with the jumps into them. Nothing else."""
     from kipvs.commands.cleanup import run_cleanup
 
     return run_cleanup(env, options, run)

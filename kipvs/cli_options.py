@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_cidrs, parse_interface,
+from kipvs.config import (NetfilterOptions, ProxyOptions, parse_iptables_mode, RunOptions, SourceOptions, check_lock_file, parse_cidrs, parse_interface,
                           parse_node_ips, parse_port_range, parse_scheduler, parse_seconds)
 from kipvs.environment import Environment
 from kipvs.lock import DEFAULT_LOCK_FILE
@@ -84,6 +84,24 @@ PROXY = Group("options", (
         None, "--service-cluster-ip-range", envvar="KIPVS_SERVICE_CLUSTER_IP_RANGE",
         help="The cluster's Service CIDRs (repeatable): external and load-balancer IPs inside them are "
              "refused, so they can never shadow a ClusterIP.")),
+    Param("iptables_mode", str, _option(
+        "auto", "--iptables-mode", envvar="KIPVS_IPTABLES_MODE",
+        help="iptables backend for kipvs's netfilter rules: legacy, nft, or auto (the backend already "
+             "holding rules, else one the kernel can run).")),
+    Param("masquerade_all", bool, _option(
+        False, "--masquerade-all", envvar="KIPVS_MASQUERADE_ALL",
+        help="SNAT all IPVS traffic to the node IP, pod traffic too (kube-router's flag).")),
+    Param("cluster_cidr", Optional[list[str]], _option(
+        None, "--cluster-cidr", envvar="KIPVS_CLUSTER_CIDR",
+        help="The cluster's pod CIDRs (repeatable; kube-proxy's flag): IPVS traffic from outside them is "
+             "SNATed to the node IP. Default: this Node's spec.podCIDRs.")),
+    Param("ipvs_permit_all", bool, _option(
+        False, "--ipvs-permit-all", envvar="KIPVS_IPVS_PERMIT_ALL",
+        help="Accept every port on service addresses: turns off the firewall that rejects ports that are "
+             "not a Service's (kube-router's flag).")),
+    Param("hairpin_mode", bool, _option(
+        False, "--hairpin-mode", envvar="KIPVS_HAIRPIN_MODE",
+        help="Accepted for kube-router compatibility and ignored: kipvs always programs hairpin.")),
 ), lambda v: ProxyOptions(
     interface=parse_interface(v.get("interface", "kube-dummy-if")),
     scheduler=parse_scheduler(v.get("scheduler", "rr")),
@@ -93,7 +111,11 @@ PROXY = Group("options", (
     loadbalancer_ip_ranges=parse_cidrs(v.get("loadbalancer_ip_range") or [], "--loadbalancer-ip-range"),
     strict_external_ip_validation=v.get("strict_external_ip_validation", True),
     excluded_cidrs=parse_cidrs(v.get("excluded_cidrs") or [], "--excluded-cidrs"),
-    cluster_ip_ranges=parse_cidrs(v.get("service_cluster_ip_range") or [], "--service-cluster-ip-range")))
+    cluster_ip_ranges=parse_cidrs(v.get("service_cluster_ip_range") or [], "--service-cluster-ip-range"),
+    netfilter=NetfilterOptions(
+        mode=parse_iptables_mode(v.get("iptables_mode", "auto")), masquerade_all=v.get("masquerade_all", False),
+        cluster_cidrs=parse_cidrs(v.get("cluster_cidr") or [], "--cluster-cidr"),
+        firewall=not v.get("ipvs_permit_all", False))))
 
 SOURCE = Group("source", (
     Param("cluster_file", Optional[str], _option(

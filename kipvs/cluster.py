@@ -10,6 +10,7 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -289,6 +290,24 @@ def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
     return service
 
 
+def parse_source_ranges(obj: dict, problems: list[Problem]) -> tuple:
+    """spec.loadBalancerSourceRanges as networks; a bad entry is a problem and is left out (so its
+    clients are refused, as kube-proxy does), the rest still apply. Call after parse_service, which
+    reports the object's other problems."""
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    r = Reader(_identity("Service", obj, [])[0].ref, problems)  # identity problems: parse_service's
+    found = []
+    for i, raw in enumerate(r.list(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges")):
+        path = f"spec.loadBalancerSourceRanges[{i}]"
+        text = r.str(raw, path).strip()
+        try:
+            found.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            r.problem(path, f"{shown(raw)} is not a CIDR; skipped", malformed=False)
+    r.finish()
+    return tuple(found)
+
+
 # --- EndpointSlices -----------------------------------------------------------
 
 
@@ -457,3 +476,23 @@ def node_ips_of(node: dict | None, problems: list[Problem]) -> dict[int, str]:
             found.setdefault(6 if ":" in ip else 4, ip)
     r.finish()
     return found
+
+
+def node_pod_cidrs(node: dict | None, problems: list[Problem]) -> tuple:
+    """A Node's spec.podCIDRs (else spec.podCIDR) as networks; a bad entry is a problem and left out."""
+    if node is None:
+        return ()
+    r, _, _, _ = _identity("Node", node, problems)
+    spec = r.map(node.get("spec"), "spec")
+    raw = r.list(spec.get("podCIDRs"), "spec.podCIDRs")
+    paths = [f"spec.podCIDRs[{i}]" for i in range(len(raw))]
+    if not raw and spec.get("podCIDR") is not None:
+        raw, paths = [spec.get("podCIDR")], ["spec.podCIDR"]
+    found = []
+    for value, path in zip(raw, paths):
+        try:
+            found.append(ipaddress.ip_network(r.str(value, path).strip(), strict=False))
+        except ValueError:
+            r.problem(path, f"{shown(value)} is not a CIDR; skipped")
+    r.finish()
+    return tuple(dict.fromkeys(found))

@@ -18,6 +18,25 @@ KNOWN_SCHEDULERS = frozenset({"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "
                               "mh", "twos"})
 
 
+IPTABLES_MODES = ("auto", "legacy", "nft")
+
+
+@dataclass(frozen=True)
+class NetfilterOptions:
+    """What kipvs writes into netfilter next to IPVS (see kipvs/netfilter)."""
+
+    mode: str = "auto"                      # iptables backend: auto, legacy or nft
+    masquerade_all: bool = False            # kube-router's --masquerade-all: SNAT all IPVS-NAT traffic
+    cluster_cidrs: tuple[Network, ...] = ()  # kube-proxy's --cluster-cidr: traffic from these is not SNATed
+    firewall: bool = True                   # reject what is not a Service port on service addresses
+
+
+def parse_iptables_mode(value: str) -> str:
+    if value not in IPTABLES_MODES:
+        raise ConfigError(f"--iptables-mode {value!r}: expected one of {', '.join(IPTABLES_MODES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class ProxyOptions:
     interface: str = "kube-dummy-if"
@@ -30,6 +49,8 @@ class ProxyOptions:
     excluded_cidrs: tuple[Network, ...] = ()
     cluster_ip_ranges: tuple[Network, ...] = ()
     proxy_names: frozenset[str] = frozenset({"kipvs", "kube-router"})
+    # None: IPVS only (the library's default); the CLI always builds one (netfilter on by default).
+    netfilter: NetfilterOptions | None = None
 
     def excluded(self, ip: str) -> bool:
         if not self.excluded_cidrs:

@@ -14,6 +14,7 @@ from kipvs.errors import ConfigError
 from kipvs.facts.ipvsadm import service_key_of_line
 from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, reread
 from kipvs.model import family_of
+from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
 from kipvs.plan import Plan, plan_cleanup, plan_sync
 from kipvs.routes import resolve_node_ips
 from kipvs.runner import Runner
@@ -40,6 +41,7 @@ class SyncResult:
     remaining: list[str] = field(default_factory=list)  # what still differs after applying
     seconds: float = 0.0
     kernel_after: KernelFacts | None = None  # the kernel as verified at the end (None for a dry run)
+    netfilter: NetfilterOutcome | None = None
 
     @property
     def converged(self) -> bool:
@@ -147,10 +149,22 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     if not runner.dry_run and not plan.empty:
         progress("verifying")
         result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan)
-        for line in result.remaining[:20]:
-            log.error("still differs after sync: %s", line)
+    if options.netfilter is not None:
+        _merge_netfilter(result, sync_netfilter(runner, desired, snapshot, node.name, options.netfilter))
+    for line in result.remaining[:20]:
+        log.error("still differs after sync: %s", line)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _merge_netfilter(result: SyncResult, outcome: NetfilterOutcome) -> None:
+    """Netfilter's commands, counts, leftovers and problems join the sync's own (same contract as IPVS)."""
+    result.netfilter = outcome
+    result.plan.batches += outcome.batches
+    result.plan.counts.update(outcome.counts)
+    result.remaining += outcome.remaining
+    if outcome.problems:
+        result.desired = replace(result.desired, problems=result.desired.problems + outcome.problems)
 
 
 # How long to wait for IPv6's deferred local route of a new address, and how many repair rounds follow.
@@ -199,6 +213,10 @@ def remove_owned(runner: Runner, options: ProxyOptions) -> tuple[Plan, list[str]
     check_interface(kernel, options.interface)
     plan = plan_cleanup(kernel, options)
     runner.apply(plan.batches)
-    if runner.dry_run or plan.empty:
-        return plan, []
-    return plan, plan_cleanup(read_kernel(runner), options).command_lines()
+    remaining = [] if runner.dry_run or plan.empty else plan_cleanup(read_kernel(runner), options).command_lines()
+    if options.netfilter is not None:
+        outcome = cleanup_netfilter(runner, options.netfilter.mode)
+        plan.batches += outcome.batches
+        plan.counts.update(outcome.counts)
+        remaining += outcome.remaining
+    return plan, remaining

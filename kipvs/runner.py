@@ -25,11 +25,18 @@ DEFAULT_TIMEOUT = 60.0
 BUFFER = 1 << 20
 ANY_EXIT = list(range(-64, 256))  # exit statuses and signals are judged here, not by sh
 PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm", "sysctl": "procps"}
+PACKAGE_OF.update({f"{c}-{b}-{op}": "iptables" for c in ("iptables", "ip6tables") for b in ("legacy", "nft")
+                   for op in ("save", "restore")})
 
 # Batch tools: how each takes a whole batch (on stdin, or as arguments for sysctl),
 # and how one batch line reads as a standalone command.
 BATCH_ARGV = {"ip": ["ip", "-force", "-batch", "-"], "ipvsadm": ["ipvsadm", "-R"], "sysctl": ["sysctl", "-q", "-w"]}
 LINE_PREFIX = {"ip": "ip", "ipvsadm": "ipvsadm", "sysctl": "sysctl -w"}
+# iptables-restore takes its input whole (one transaction per table); --noflush keeps everything
+# the input does not name, and the legacy backend waits for the xtables lock (-w).
+for _command in ("iptables", "ip6tables"):
+    BATCH_ARGV[f"{_command}-legacy-restore"] = [f"{_command}-legacy-restore", "-w", "--noflush"]
+    BATCH_ARGV[f"{_command}-nft-restore"] = [f"{_command}-nft-restore", "--noflush"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,10 @@ class Batch:
     lines: tuple[str, ...]
 
     def command_lines(self) -> list[str]:
-        """Each line as the standalone command it stands for (what --dry-run prints)."""
+        """Each line as the standalone command it stands for (what --dry-run prints); restore input
+        as a shell here-document, exactly as it is fed to the tool."""
+        if self.tool not in LINE_PREFIX:
+            return [" ".join(BATCH_ARGV[self.tool]) + " <<'EOF'", *self.lines, "EOF"]
         return [f"{LINE_PREFIX[self.tool]} {line}" for line in self.lines]
 
 

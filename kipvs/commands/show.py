@@ -1,12 +1,15 @@
 """`kipvs show`: what the cluster wants, what the kernel has, and what differs, as plain data."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus
 from kipvs.facts.ipvsadm import READ_CONNECTIONS, READ_RATES, Counters, parse_connections, parse_rates
 from kipvs.facts.kernel import read_kernel
 from kipvs.model import host_port
+from kipvs.netfilter.sync import netfilter_report
 from kipvs.output import emit_json
 from kipvs.plan import plan_sync, unwanted
 from kipvs.reconcile import NodeIdentity, compute, load_cluster
@@ -64,6 +67,16 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
               for check in check_routes([ip for ip in desired.addresses if ip in present], options.interface,
                                         desired.node_ips, kernel.net)]
     plan = plan_sync(desired, kernel, options)
+    netfilter = None
+    if options.netfilter is not None:
+        netfilter, wanted = netfilter_report(runner, desired, snapshot, node.name, options.netfilter)
+        for (namespace, name), state in wanted.services.items():
+            if (namespace, name) in services:
+                services[(namespace, name)]["netfilter"] = {
+                    "masquerade": state.masquerade, "hairpin": state.hairpin, "firewall": state.firewall,
+                    "source_ranges": list(state.source_ranges)}
+        desired = replace(desired, problems=desired.problems + wanted.problems)
+    netfilter_lines = netfilter["commands"] if netfilter else []
     return {
         "node": {"name": node.name, "ips": {f"ipv{k}": v for k, v in desired.node_ips.items()},
                  "interface": options.interface},
@@ -78,12 +91,13 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
             "missing_addresses": [ip for ip in desired.addresses if ip not in present],
             "extra_addresses": sorted(present - set(desired.addresses)),
             "wrong_routes": [r["address"] for r in routes if not r["ok"]],
-            "commands": plan.command_lines(),
+            "commands": plan.command_lines() + netfilter_lines,
         },
+        "netfilter": netfilter,
         "foreign_virtual_servers": [vs.label() for vs in foreign],
         "problems": [str(p) for p in desired.problems],
         "skipped": list(desired.skipped),
-        "in_sync": plan.empty,
+        "in_sync": plan.empty and not netfilter_lines,
     }
 
 

@@ -47,7 +47,7 @@ def test_bash_completes_commands_and_options(tmp_path):
     script = installed("bash", tmp_path)
     out = shell("bash", f"source {script}; complete -p kipvs; "
                 "COMP_WORDS=(kipvs fix-r); COMP_CWORD=1; _kipvs_completion kipvs; echo \"${COMPREPLY[@]}\"; "
-                "COMP_WORDS=(kipvs sync --cluster); COMP_CWORD=2; _kipvs_completion kipvs; echo \"${COMPREPLY[@]}\"",
+                "COMP_WORDS=(kipvs sync --cluster-f); COMP_CWORD=2; _kipvs_completion kipvs; echo \"${COMPREPLY[@]}\"",
                 tmp_path)
     registration, commands, options = out.splitlines()
     assert registration.endswith("_kipvs_completion kipvs")

@@ -1,0 +1,76 @@
+"""Which iptables backend this node uses, decided like kube-proxy's iptables-wrapper: the backend
+that already holds more rules wins; when neither holds any, the first one the kernel can really
+write to (nft first, as modern distributions default to it). A backend whose tools are missing or
+whose kernel side is absent is never chosen."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kipvs.errors import KipvsError
+from kipvs.facts.iptables import Table, parse_save, rule_count
+from kipvs.runner import Runner
+
+log = logging.getLogger("kipvs.netfilter")
+
+BACKENDS = ("nft", "legacy")
+COMMAND = {4: "iptables", 6: "ip6tables"}
+# Creates and deletes one chain in one transaction: nft's restore --test passes even on a kernel
+# without nf_tables for IPv4, so only a real write tells.
+PROBE = "*filter\n:KIPVS-PROBE - [0:0]\n-X KIPVS-PROBE\nCOMMIT\n"
+
+
+class NetfilterUnavailable(KipvsError):
+    """No iptables backend can run here."""
+
+
+def save_argv(backend: str, family: int) -> list[str]:
+    return [f"{COMMAND[family]}-{backend}-save"]
+
+
+def restore_tool(backend: str, family: int) -> str:
+    return f"{COMMAND[family]}-{backend}-restore"
+
+
+@dataclass(frozen=True)
+class NetfilterFacts:
+    backend: str
+    tables: dict[int, dict[str, Table]]  # family -> table name -> Table
+
+
+def read_saves(runner: Runner, backend: str) -> dict[int, str]:
+    return {family: runner.run(save_argv(backend, family)) for family in (4, 6)}
+
+
+def read_facts(runner: Runner, backend: str) -> NetfilterFacts:
+    return NetfilterFacts(backend, {f: parse_save(text) for f, text in read_saves(runner, backend).items()})
+
+
+def _writable(runner: Runner, backend: str) -> bool:
+    try:
+        runner.run([restore_tool(backend, 4), "--noflush"], stdin=PROBE)
+        return True
+    except KipvsError as exc:
+        log.debug("iptables %s backend cannot write here: %s", backend, exc)
+        return False
+
+
+def detect(runner: Runner, mode: str) -> NetfilterFacts:
+    """The facts of the backend to use: `mode` legacy or nft forces it; auto decides."""
+    if mode != "auto":
+        try:
+            return read_facts(runner, mode)
+        except KipvsError as exc:
+            raise NetfilterUnavailable(f"iptables {mode} backend: {exc}") from None
+    saves, reasons = {}, []
+    for backend in BACKENDS:
+        try:
+            saves[backend] = read_saves(runner, backend)
+        except KipvsError as exc:
+            reasons.append(f"{backend}: {exc}")
+    counts = {b: sum(rule_count(text) for text in texts.values()) for b, texts in saves.items()}
+    for backend in sorted(saves, key=lambda b: (-counts[b], BACKENDS.index(b))):
+        if counts[backend] > 0 or _writable(runner, backend):
+            return NetfilterFacts(backend, {f: parse_save(t) for f, t in saves[backend].items()})
+        reasons.append(f"{backend}: the kernel refused a write")
+    raise NetfilterUnavailable("no usable iptables backend (" + "; ".join(reasons) + ")")

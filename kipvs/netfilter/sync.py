@@ -1,0 +1,85 @@
+"""Netfilter's turn in a sync, a cleanup and a show: detect the backend, plan, apply, verify by reading back."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kipvs.cluster import Problem
+from kipvs.config import NetfilterOptions
+from kipvs.desired import Desired
+from kipvs.netfilter.backend import NetfilterFacts, NetfilterUnavailable, detect, read_facts, restore_tool
+from kipvs.netfilter.leftovers import leftovers
+from kipvs.netfilter.plan import restore_lines
+from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
+from kipvs.runner import Batch, Runner
+from kipvs.sources import Snapshot
+
+log = logging.getLogger("kipvs.netfilter")
+
+
+@dataclass
+class NetfilterOutcome:
+    backend: str | None = None
+    batches: list[Batch] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    remaining: list[str] = field(default_factory=list)
+    problems: tuple[Problem, ...] = ()
+    unavailable: str | None = None
+
+
+def plan_batches(rulesets: dict[int, Ruleset], facts: NetfilterFacts, counts: Counter) -> list[Batch]:
+    batches = []
+    for family in (4, 6):
+        lines = restore_lines(rulesets.get(family, Ruleset()), facts.tables.get(family, {}), counts)
+        if lines:
+            batches.append(Batch(restore_tool(facts.backend, family), tuple(lines)))
+    return batches
+
+
+def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: NetfilterFacts,
+                    outcome: NetfilterOutcome) -> None:
+    outcome.backend = facts.backend
+    outcome.batches = plan_batches(rulesets, facts, outcome.counts)
+    runner.apply(outcome.batches)
+    if outcome.batches and not runner.dry_run:
+        # restore is all-or-nothing per table, yet only reading back proves the rules are there.
+        again = plan_batches(rulesets, read_facts(runner, facts.backend), Counter())
+        outcome.remaining = [line for batch in again for line in batch.command_lines()]
+
+
+def sync_netfilter(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,
+                   options: NetfilterOptions) -> NetfilterOutcome:
+    want = build_netfilter(desired, snapshot, node_name, options)
+    outcome = NetfilterOutcome(problems=want.problems)
+    try:
+        facts = detect(runner, options.mode)
+    except NetfilterUnavailable as exc:
+        log.error("netfilter rules (masquerade, hairpin, firewall) not written: %s", exc)
+        outcome.unavailable = str(exc)
+        return outcome
+    _apply_verified(runner, want.rulesets, facts, outcome)
+    return outcome
+
+
+def cleanup_netfilter(runner: Runner, mode: str) -> NetfilterOutcome:
+    outcome = NetfilterOutcome()
+    try:
+        facts = detect(runner, mode)
+    except NetfilterUnavailable as exc:
+        outcome.unavailable = str(exc)
+        return outcome
+    _apply_verified(runner, {}, facts, outcome)
+    return outcome
+
+
+def netfilter_report(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,
+                     options: NetfilterOptions) -> tuple[dict, DesiredNetfilter]:
+    """What `show` says about netfilter: backend, drift as the restore input a sync would write, leftovers."""
+    want = build_netfilter(desired, snapshot, node_name, options)
+    try:
+        facts = detect(runner, options.mode)
+    except NetfilterUnavailable as exc:
+        return {"backend": None, "unavailable": str(exc), "commands": [], "leftovers": []}, want
+    lines = [line for batch in plan_batches(want.rulesets, facts, Counter()) for line in batch.command_lines()]
+    return {"backend": facts.backend, "unavailable": None, "commands": lines, "leftovers": leftovers(facts)}, want
