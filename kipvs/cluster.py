@@ -299,10 +299,9 @@ def parse_source_ranges(obj: dict, problems: list[Problem]) -> tuple:
     found = []
     for i, raw in enumerate(r.list(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges")):
         path = f"spec.loadBalancerSourceRanges[{i}]"
-        text = r.str(raw, path).strip()
         try:
-            found.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
+            found.append(ipaddress.ip_network(raw.strip(), strict=False))
+        except (AttributeError, ValueError):
             r.problem(path, f"{shown(raw)} is not a CIDR; skipped", malformed=False)
     r.finish()
     return tuple(found)
@@ -491,8 +490,8 @@ def node_pod_cidrs(node: dict | None, problems: list[Problem]) -> tuple:
     found = []
     for value, path in zip(raw, paths):
         try:
-            found.append(ipaddress.ip_network(r.str(value, path).strip(), strict=False))
-        except ValueError:
+            found.append(ipaddress.ip_network(value.strip(), strict=False))
+        except (AttributeError, ValueError):
             r.problem(path, f"{shown(value)} is not a CIDR; skipped")
     r.finish()
     return tuple(dict.fromkeys(found))

@@ -1,0 +1,275 @@
+"""Netfilter: save parser, desired rules, restore plan (minimal, owned-only), backend detection,
+problems from bad pod CIDRs and source ranges. Facts are the real tools' output captured in the lab."""
+import copy
+import ipaddress
+import json
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kipvs.cluster import Problem
+from kipvs.config import NetfilterOptions, ProxyOptions
+from kipvs.desired import build_desired
+from kipvs.errors import CommandFailed, ToolMissing
+from kipvs.facts.iptables import SaveFormatError, parse_save, rule_count, target_of
+from kipvs.netfilter.backend import NetfilterFacts, NetfilterUnavailable, detect
+from kipvs.netfilter.leftovers import leftovers
+from kipvs.netfilter.plan import restore_lines
+from kipvs.netfilter.rules import FILTER_CHAIN, NAT_CHAIN, build_netfilter
+from kipvs.netfilter.sync import plan_batches
+from kipvs.runner import Batch, Runner
+from kipvs.sources import snapshot_from_objects
+from kipvs.reconcile import NodeIdentity, sync_once
+from tests.unit.fakes import FIXTURES, RecordingRunner
+from tests.unit.kernel_states import node_state
+
+CAPTURE = json.loads((FIXTURES / "netfilter-node3.json").read_text())
+SAVES = CAPTURE["outputs"]
+NODE_IPS = {4: "192.168.123.249", 6: "fd00:123::249"}
+RANGES = dict(external_ip_ranges=(ipaddress.ip_network("192.168.200.0/24"),),
+              loadbalancer_ip_ranges=(ipaddress.ip_network("192.168.201.0/24"),))
+
+
+def snapshot(items=None):
+    return snapshot_from_objects(items if items is not None else copy.deepcopy(CAPTURE["cluster"]["items"]), "test")
+
+
+def wanted(items=None, **options):
+    snap = snapshot(items)
+    desired = build_desired(snap, "node3", NODE_IPS, ProxyOptions(**RANGES))
+    return build_netfilter(desired, snap, "node3", NetfilterOptions(**options))
+
+
+def kernel(family):
+    return parse_save(SAVES[f"{'ip6' if family == 6 else 'ip'}tables-legacy-save"])
+
+
+def facts():
+    return NetfilterFacts("legacy", {4: kernel(4), 6: kernel(6)})
+
+
+# --- the parser --------------------------------------------------------------
+
+def test_parse_save_keeps_every_chain_and_rule_in_order():
+    nat, filt = kernel(4)["nat"], kernel(4)["filter"]
+    assert nat.policies["POSTROUTING"] == "ACCEPT" and nat.policies[NAT_CHAIN] == "-"
+    assert nat.chain("POSTROUTING") == (
+        '-m comment --comment "kipvs: masquerade and hairpin" -m ipvs --vdir ORIGINAL --vmethod MASQ '
+        '-j KIPVS-POSTROUTING', "-s 10.99.0.0/16 -j MASQUERADE")
+    assert filt.chain("USER-CHAIN") == () and "USER-CHAIN" in filt.policies
+    assert filt.chain("INPUT")[1] == "-p tcp -m tcp --dport 9999 -j USER-CHAIN"
+    assert rule_count(SAVES["iptables-legacy-save"]) == 41  # 2 in INPUT, 30 in KIPVS-INPUT, 2 + 7 in nat
+    assert parse_save(SAVES["iptables-nft-save"]) == {}
+
+
+def test_target_of_reads_quoted_comments_and_goto():
+    assert target_of('-m comment --comment "a -j X" -j KIPVS-INPUT') == "KIPVS-INPUT"
+    assert target_of("-s 1.2.3.4/32 -g KIPVS-X") == "KIPVS-X"
+    assert target_of("-p tcp") is None and target_of('-m comment --comment "open') is None
+
+
+@pytest.mark.parametrize("text", ["-A INPUT -j ACCEPT\n", "*filter\nbogus line\nCOMMIT\n"])
+def test_parse_save_refuses_what_is_not_a_save(text):
+    with pytest.raises(SaveFormatError):
+        parse_save(text)
+
+
+# --- desired rules -----------------------------------------------------------
+
+def test_desired_rules_are_exactly_what_the_kernel_printed_back():
+    want = wanted()
+    for family in (4, 6):
+        tables = kernel(family)
+        for (table, chain), rules in want.rulesets[family].chains.items():
+            assert tables[table].chain(chain) == rules, (family, table, chain)
+    assert want.problems == ()
+
+
+def test_converged_node_plans_nothing_and_the_empty_node_gets_chains_and_jumps():
+    want = wanted()
+    assert plan_batches(want.rulesets, facts(), Counter()) == []
+    counts = Counter()
+    batches = plan_batches(want.rulesets, NetfilterFacts("nft", {4: {}, 6: {}}), counts)
+    assert [b.tool for b in batches] == ["iptables-nft-restore", "ip6tables-nft-restore"]
+    lines = batches[0].lines
+    assert lines[:3] == ("*filter", ":KIPVS-INPUT - [0:0]",
+                         '-I INPUT 1 -m comment --comment "kipvs: service address firewall" -j KIPVS-INPUT')
+    assert counts == {"netfilter chains written": 4, "netfilter jumps added": 4}
+    assert batches[0].command_lines()[0] == "iptables-nft-restore --noflush <<'EOF'"
+    assert batches[0].command_lines()[-1] == "EOF"
+
+
+def test_one_changed_service_rewrites_only_its_chain_and_never_a_users_rule():
+    edited = copy.deepcopy(CAPTURE["cluster"]["items"])
+    for item in edited:
+        if item["kind"] == "Service" and item["metadata"]["name"] == "ext":
+            item["spec"]["ports"][0]["port"] = 8081
+    lines = restore_lines(wanted(edited).rulesets[4], kernel(4), Counter())
+    assert lines[0] == "*filter" and lines[-1] == "COMMIT" and "*nat" not in lines
+    assert "-A KIPVS-INPUT -d 192.168.200.30/32 -p tcp -m tcp --dport 8081 -j RETURN" in lines
+    assert not any("USER-CHAIN" in line or "10.99.0.0" in line for line in lines)
+
+
+def test_nothing_wanted_removes_chains_and_jumps_only():
+    counts = Counter()
+    lines = restore_lines(wanted([]).rulesets[4], kernel(4), counts)
+    assert lines == [
+        "*filter", ":KIPVS-INPUT - [0:0]",
+        '-D INPUT -m comment --comment "kipvs: service address firewall" -j KIPVS-INPUT', "-X KIPVS-INPUT", "COMMIT",
+        "*nat", ":KIPVS-POSTROUTING - [0:0]",
+        '-D POSTROUTING -m comment --comment "kipvs: masquerade and hairpin" -m ipvs --vdir ORIGINAL --vmethod MASQ '
+        '-j KIPVS-POSTROUTING', "-X KIPVS-POSTROUTING", "COMMIT"]
+    assert counts == {"netfilter chains removed": 2, "netfilter jumps removed": 2}
+
+
+def test_a_duplicated_jump_and_a_stray_kipvs_chain_are_removed():
+    text = SAVES["iptables-legacy-save"].replace(
+        "-A POSTROUTING -s 10.99.0.0/16", '-A POSTROUTING -m comment --comment "kipvs: masquerade and hairpin" '
+        "-m ipvs --vdir ORIGINAL --vmethod MASQ -j KIPVS-POSTROUTING\n-A POSTROUTING -s 10.99.0.0/16").replace(
+        ":KIPVS-POSTROUTING - [0:0]", ":KIPVS-POSTROUTING - [0:0]\n:KIPVS-OLD - [0:0]")
+    lines = restore_lines(wanted().rulesets[4], parse_save(text), Counter())
+    assert lines == ["*nat", ":KIPVS-OLD - [0:0]",
+                     '-D POSTROUTING -m comment --comment "kipvs: masquerade and hairpin" -m ipvs --vdir ORIGINAL '
+                     '--vmethod MASQ -j KIPVS-POSTROUTING', "-X KIPVS-OLD", "COMMIT"]
+
+
+def test_masquerade_modes():
+    nat = lambda **o: wanted(**o).rulesets[4].chains[("nat", NAT_CHAIN)]  # noqa: E731
+    assert nat(masquerade_all=True)[-2:] == ("-m ipvs --vaddr 192.168.123.249 --vport 30101 -j RETURN",
+                                             "-j SNAT --to-source 192.168.123.249")
+    cluster = nat(cluster_cidrs=(ipaddress.ip_network("172.20.0.0/16"), ipaddress.ip_network("fd00:20::/48")))
+    assert cluster[-2:] == ("-s 172.20.0.0/16 -j RETURN", "-j SNAT --to-source 192.168.123.249")
+    no_pod_cidrs = [i for i in copy.deepcopy(CAPTURE["cluster"]["items"]) if i["kind"] != "Node" or
+                    i.pop("spec")]
+    assert not any(r.startswith(("-s 172", "-d 172")) for r in nat(items=no_pod_cidrs)[1:])
+
+
+def test_firewall_off_keeps_only_source_ranges():
+    rules = wanted(firewall=False).rulesets[4].chains[("filter", FILTER_CHAIN)]
+    assert rules == ("-s 192.168.123.100/32 -d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j RETURN",
+                     "-s 172.20.3.0/24 -d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j RETURN",
+                     "-d 192.168.201.30/32 -p tcp -m tcp --dport 80 -m addrtype --src-type LOCAL -j RETURN",
+                     "-d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j DROP")
+    assert ("filter", FILTER_CHAIN) not in wanted(firewall=False).rulesets[6].chains
+
+
+def test_bad_pod_cidrs_and_source_ranges_are_problems_naming_object_and_field():
+    items = copy.deepcopy(CAPTURE["cluster"]["items"])
+    for item in items:
+        if item["kind"] == "Node" and item["metadata"]["name"] == "node3":
+            item["spec"]["podCIDRs"] = ["172.20.3.0/33", 7, "fd00:20:3::/64"]
+        if item["kind"] == "Service" and item["metadata"]["name"] == "ranged":
+            item["spec"]["loadBalancerSourceRanges"] = ["nonsense\x1b[31m", "192.168.123.100/32"]
+    want = wanted(items)
+    assert [str(p) for p in want.problems] == [
+        "Node default/node3: spec.podCIDRs[0]: '172.20.3.0/33' is not a CIDR; skipped",
+        "Node default/node3: spec.podCIDRs[1]: 7 is not a CIDR; skipped",
+        "Service default/ranged: spec.loadBalancerSourceRanges[0]: 'nonsense\\x1b[31m' is not a CIDR; skipped"]
+    # The rest still works: the good range stays, IPv6 still has its pod CIDR.
+    assert "-s 192.168.123.100/32 -d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j RETURN" in \
+        want.rulesets[4].chains[("filter", FILTER_CHAIN)]
+    assert "-s fd00:20:3::/64 -j RETURN" in want.rulesets[6].chains[("nat", NAT_CHAIN)]
+
+
+def test_service_states_for_show():
+    states = wanted().services
+    assert states[("default", "local")].masquerade.endswith("external traffic keeps the client IP (Local)")
+    assert states[("default", "ranged")].source_ranges == ("192.168.123.100/32",)
+    assert wanted(firewall=False).services[("default", "np")].firewall == "off (--ipvs-permit-all)"
+
+
+# --- backend detection -------------------------------------------------------
+
+class Tools(Runner):
+    """Answers saves per backend; a backend in `broken` fails its write probe; `missing` has no tools."""
+
+    def __init__(self, saves, broken=(), missing=()):
+        super().__init__()
+        self.saves, self.broken, self.missing, self.calls = saves, broken, missing, []
+
+    def run(self, argv, stdin=None):
+        self.calls.append(" ".join(argv))
+        backend = argv[0].split("-")[1]
+        if backend in self.missing:
+            raise ToolMissing(f"{argv[0]} not found")
+        if argv[0].endswith("restore"):
+            if backend in self.broken:
+                raise CommandFailed(argv, 4, "TABLE_ADD failed (Operation not supported)")
+            return ""
+        return self.saves.get(argv[0], "")
+
+
+def test_the_backend_holding_rules_wins_without_a_probe():
+    runner = Tools({"iptables-legacy-save": SAVES["iptables-legacy-save"]})
+    assert detect(runner, "auto").backend == "legacy"
+    assert not any("restore" in c for c in runner.calls)
+    nft = Tools({"ip6tables-nft-save": SAVES["ip6tables-legacy-save"]})
+    assert detect(nft, "auto").backend == "nft"
+
+
+def test_an_empty_node_gets_nft_unless_the_kernel_refuses_it():
+    assert detect(Tools({}), "auto").backend == "nft"
+    assert detect(Tools({}, broken=("nft",)), "auto").backend == "legacy"
+    assert detect(Tools({}, missing=("nft",)), "auto").backend == "legacy"
+    with pytest.raises(NetfilterUnavailable, match="no usable iptables backend"):
+        detect(Tools({}, broken=("nft", "legacy")), "auto")
+
+
+def test_a_forced_mode_is_used_or_reported():
+    assert detect(Tools({}, broken=("nft",)), "nft").backend == "nft"  # forced: the write will say why
+    with pytest.raises(NetfilterUnavailable, match="legacy"):
+        detect(Tools({}, missing=("legacy",)), "legacy")
+
+
+def test_leftovers_of_kube_router_and_kube_proxy_are_named():
+    text = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-ROUTER-SERVICES - [0:0]\n:KUBE-FIREWALL - [0:0]\nCOMMIT\n" \
+           "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-ABC - [0:0]\nCOMMIT\n"
+    found = leftovers(NetfilterFacts("legacy", {4: parse_save(text), 6: {}}))
+    assert found == ["IPv4 filter KUBE-ROUTER-SERVICES (kube-router)", "IPv4 nat KUBE-SERVICES (kube-proxy)",
+                     "IPv4 nat KUBE-SVC-ABC (kube-proxy)"]
+
+
+def test_restore_batches_print_as_a_here_document():
+    batch = Batch("ip6tables-legacy-restore", ("*nat", "COMMIT"))
+    assert batch.command_lines() == ["ip6tables-legacy-restore -w --noflush <<'EOF'", "*nat", "COMMIT", "EOF"]
+
+
+def test_problem_type_is_the_clusters():
+    assert isinstance(wanted().problems, tuple) and all(isinstance(p, Problem) for p in wanted().problems)
+    assert replace(NetfilterOptions(), mode="nft").mode == "nft"
+
+
+# --- hostile input, and sync's contract ----------------------------------------
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ranges=JSON, pod_cidrs=JSON, pod_cidr=JSON)
+def test_any_value_in_source_ranges_or_pod_cidrs_gives_rules_or_one_line_problems(ranges, pod_cidrs, pod_cidr):
+    items = copy.deepcopy(CAPTURE["cluster"]["items"])
+    for item in items:
+        if item["kind"] == "Node" and item["metadata"]["name"] == "node3":
+            item["spec"] = {"podCIDRs": pod_cidrs, "podCIDR": pod_cidr}
+        if item["kind"] == "Service" and item["metadata"]["name"] == "ranged":
+            item["spec"]["loadBalancerSourceRanges"] = ranges
+    want = wanted(items)
+    assert all("\n" not in str(p) and str(p).startswith(("Node default/node3: spec", "Service default/ranged: spec"))
+               for p in want.problems)
+    assert want.rulesets[4].chains[("nat", NAT_CHAIN)][-1] == "-j SNAT --to-source 192.168.123.249"
+
+
+def test_sync_writes_netfilter_after_ipvs_and_verifies_it_by_reading_back():
+    state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": ""})
+    runner = RecordingRunner(state)  # the kernel never changes: the read-back must notice
+    options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
+    result = sync_once(runner, snapshot(), NodeIdentity("node3"), options)
+    tools = [b.tool for b in runner.batches]
+    assert tools[:2] == ["ip", "ipvsadm"] and tools[-2:] == ["iptables-legacy-restore", "ip6tables-legacy-restore"]
+    assert result.plan.counts["netfilter chains written"] == 4
+    assert "iptables-legacy-restore -w --noflush <<'EOF'" in result.remaining and not result.converged
