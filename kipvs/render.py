@@ -25,6 +25,11 @@ def show_view(report: dict) -> Group:
     tree = Tree("[bold]services[/]")
     for svc in report["services"]:
         branch = tree.add(Text(f"{svc['namespace']}/{svc['name']}", style="bold cyan"))
+        if svc.get("netfilter"):
+            nf = svc["netfilter"]
+            ranges = f"; source ranges {', '.join(nf['source_ranges'])}" if nf["source_ranges"] else ""
+            branch.add(Text(f"masquerade: {nf['masquerade']}; hairpin {nf['hairpin']}; firewall {nf['firewall']}"
+                            f"{ranges}", style="dim"))
         for vs in svc["virtual_servers"]:
             persist = f" persistent {vs['persistent']}s" if vs["persistent"] else ""
             label = Text.assemble((vs["address"], "bold"), f"  {vs['kind']}", f"  {vs['scheduler']}{persist}  ",
@@ -50,6 +55,13 @@ def show_view(report: dict) -> Group:
         routes.add_row(route["address"], ", ".join(filter(None, route["src"])) or "(none)",
                        route["expected_src"] or "(no node IP)", _state("ok" if route["ok"] else "different"))
     parts.append(routes)
+    netfilter = report.get("netfilter")
+    if netfilter:
+        parts.append(Text(f"netfilter: iptables {netfilter['backend']} backend" if netfilter["backend"] else
+                          f"netfilter: unavailable: {netfilter['unavailable']}",
+                          style="dim" if netfilter["backend"] else "yellow"))
+        for chain in netfilter["leftovers"]:
+            parts.append(Text(f"left over by another service proxy: {chain}", style="yellow"))
     drift = report["drift"]
     if not report["in_sync"]:
         lines = Text("drift (what `kipvs sync` would run):\n", style="bold red")

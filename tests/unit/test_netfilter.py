@@ -1,6 +1,7 @@
 """Netfilter: save parser, desired rules, restore plan (minimal, owned-only), backend detection,
 problems from bad pod CIDRs and source ranges. Facts are the real tools' output captured in the lab."""
 import copy
+import io
 import ipaddress
 import json
 from collections import Counter
@@ -11,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kipvs.cluster import Problem
+from kipvs.commands.show import show
+from kipvs.environment import Environment
 from kipvs.config import NetfilterOptions, ProxyOptions
 from kipvs.desired import build_desired
 from kipvs.errors import CommandFailed, ToolMissing
@@ -23,6 +26,7 @@ from kipvs.netfilter.sync import plan_batches
 from kipvs.runner import Batch, Runner
 from kipvs.sources import snapshot_from_objects
 from kipvs.reconcile import NodeIdentity, sync_once
+from kipvs.render import print_show
 from tests.unit.fakes import FIXTURES, RecordingRunner
 from tests.unit.kernel_states import node_state
 
@@ -273,3 +277,25 @@ def test_sync_writes_netfilter_after_ipvs_and_verifies_it_by_reading_back():
     assert tools[:2] == ["ip", "ipvsadm"] and tools[-2:] == ["iptables-legacy-restore", "ip6tables-legacy-restore"]
     assert result.plan.counts["netfilter chains written"] == 4
     assert "iptables-legacy-restore -w --noflush <<'EOF'" in result.remaining and not result.converged
+
+
+def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
+    listing = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n"
+    leftover = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-ROUTER-SERVICES - [0:0]\nCOMMIT\n"
+    state = {**node_state(), "ipvsadm -L -n --exact": listing, "ipvsadm -L -n --rate --exact": listing,
+             "iptables-legacy-save": SAVES["iptables-legacy-save"], "ip6tables-legacy-save": leftover}
+    options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
+    report = show(RecordingRunner(state), snapshot(), NodeIdentity("node3"), options)
+    services = {s["name"]: s for s in report["services"]}
+    assert services["ranged"]["netfilter"] == {
+        "masquerade": "SNAT to node IP unless from/to this node's pods", "hairpin": "on", "firewall": "on",
+        "source_ranges": ["192.168.123.100/32"]}
+    assert report["netfilter"]["backend"] == "legacy"
+    assert report["netfilter"]["leftovers"] == ["IPv6 filter KUBE-ROUTER-SERVICES (kube-router)"]
+    # IPv4 is converged; IPv6's rules are missing: drift, shown as the restore input sync would run.
+    assert report["netfilter"]["commands"][0] == "ip6tables-legacy-restore -w --noflush <<'EOF'"
+    assert not report["in_sync"] and report["drift"]["commands"][-1] == "EOF"
+    out = io.StringIO()
+    print_show(report, Environment(out=out, out_isatty=False))
+    assert "firewall on; source ranges 192.168.123.100/32" in out.getvalue()
+    assert "left over by another service proxy: IPv6 filter KUBE-ROUTER-SERVICES" in out.getvalue()
