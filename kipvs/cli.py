@@ -94,11 +94,16 @@ def show_command(
 
 @command(app, "cleanup", PROXY.only("interface", "service_node_port_range", "excluded_cidrs", "iptables_mode"),
          RUN.only("dry_run", "command_timeout", "lock_file", "lock_timeout"))
-def cleanup_command(env: Environment, options: ProxyOptions, run: RunOptions) -> ExitStatus:
+def cleanup_command(env: Environment, options: ProxyOptions, run: RunOptions,
+                    kube_router_leftovers: bool = typer.Option(
+                        False, "--kube-router-leftovers", envvar="KIPVS_KUBE_ROUTER_LEFTOVERS",
+                        help="Remove only what kube-router's service proxy left in netfilter (its KUBE-ROUTER-* "
+                             "chains, the jumps into them, its IPVS SNAT rules, its ipsets), once kipvs's own "
+                             "rules are in place; nothing of kipvs's.")) -> ExitStatus:
     """Remove what kipvs owns: virtual servers on its interface's addresses and NodePort-range ones on node addresses, those addresses and their routes, the interface itself, and kipvs's netfilter chains (KIPVS-*) with the jumps into them. Nothing else."""
     from kipvs.commands.cleanup import run_cleanup
 
-    return run_cleanup(env, options, run)
+    return run_cleanup(env, options, run, kube_router_leftovers)
 
 
 @command(app, "watch", SOURCE.only("kubeconfig", "node_name", "node_ip"), PROXY,

@@ -31,7 +31,8 @@ PACKAGE_OF.update({f"{c}-{b}-{op}": "iptables" for c in ("iptables", "ip6tables"
 # Batch tools: how each takes a whole batch (on stdin, or as arguments for sysctl),
 # and how one batch line reads as a standalone command.
 BATCH_ARGV = {"ip": ["ip", "-force", "-batch", "-"], "ipvsadm": ["ipvsadm", "-R"], "sysctl": ["sysctl", "-q", "-w"]}
-LINE_PREFIX = {"ip": "ip", "ipvsadm": "ipvsadm", "sysctl": "sysctl -w"}
+LINE_PREFIX = {"ip": "ip", "ipvsadm": "ipvsadm", "sysctl": "sysctl -w", "ipset": "ipset"}
+BATCH_ARGV["ipset"] = ["ipset", "restore"]
 # iptables-restore takes its input whole (one transaction per table); --noflush keeps everything
 # the input does not name, and the legacy backend waits for the xtables lock (-w).
 for _command in ("iptables", "ip6tables"):

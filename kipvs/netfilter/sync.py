@@ -9,7 +9,9 @@ from kipvs.cluster import Problem
 from kipvs.config import NetfilterOptions
 from kipvs.desired import Desired
 from kipvs.netfilter.backend import NetfilterFacts, NetfilterUnavailable, detect, read_facts, restore_tool
-from kipvs.netfilter.leftovers import leftovers
+from kipvs.errors import ConfigError, ToolMissing
+from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
+from kipvs.netfilter.plan import owned
 from kipvs.netfilter.plan import restore_lines
 from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
 from kipvs.runner import Batch, Runner
@@ -83,3 +85,37 @@ def netfilter_report(runner: Runner, desired: Desired, snapshot: Snapshot, node_
         return {"backend": None, "unavailable": str(exc), "commands": [], "leftovers": []}, want
     lines = [line for batch in plan_batches(want.rulesets, facts, Counter()) for line in batch.command_lines()]
     return {"backend": facts.backend, "unavailable": None, "commands": lines, "leftovers": leftovers(facts)}, want
+
+
+def _kube_router_batches(runner: Runner, facts: NetfilterFacts, counts: Counter) -> list[Batch]:
+    batches = []
+    for family in (4, 6):
+        lines = kube_router_restore_lines(facts.tables.get(family, {}))
+        counts["kube-router rules and chains removed"] += sum(1 for line in lines if line[:2] in ("-D", "-X"))
+        if lines:
+            batches.append(Batch(restore_tool(facts.backend, family), tuple(lines)))
+    try:
+        names = runner.run(["ipset", "list", "-n"]).split()
+    except ToolMissing:
+        names = []
+    sets = kube_router_sets(names)
+    counts["kube-router ipsets removed"] += len(sets)
+    if sets:  # after the rules that reference them
+        batches.append(Batch("ipset", tuple(f"destroy {name}" for name in sets)))
+    return batches
+
+
+def remove_kube_router_leftovers(runner: Runner, mode: str) -> NetfilterOutcome:
+    """`cleanup --kube-router-leftovers`: only once kipvs's own rules are in place, so that no moment
+    is left without masquerade or firewall."""
+    facts = detect(runner, mode)
+    if not any(owned(chain) for tables in facts.tables.values() for t in tables.values() for chain in t.policies):
+        raise ConfigError("kipvs's own netfilter rules are not in place yet: run `kipvs sync` first, then remove "
+                          "kube-router's leftovers")
+    outcome = NetfilterOutcome(backend=facts.backend)
+    outcome.batches = _kube_router_batches(runner, facts, outcome.counts)
+    runner.apply(outcome.batches)
+    if outcome.batches and not runner.dry_run:
+        again = _kube_router_batches(runner, read_facts(runner, facts.backend), Counter())
+        outcome.remaining = [line for batch in again for line in batch.command_lines()]
+    return outcome

@@ -16,13 +16,13 @@ from kipvs.commands.show import show
 from kipvs.environment import Environment
 from kipvs.config import NetfilterOptions, ProxyOptions
 from kipvs.desired import build_desired
-from kipvs.errors import CommandFailed, ToolMissing
+from kipvs.errors import CommandFailed, ConfigError, ToolMissing
 from kipvs.facts.iptables import SaveFormatError, parse_save, rule_count, target_of
 from kipvs.netfilter.backend import NetfilterFacts, NetfilterUnavailable, detect
-from kipvs.netfilter.leftovers import leftovers
+from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
 from kipvs.netfilter.plan import restore_lines
 from kipvs.netfilter.rules import FILTER_CHAIN, NAT_CHAIN, build_netfilter
-from kipvs.netfilter.sync import plan_batches
+from kipvs.netfilter.sync import plan_batches, remove_kube_router_leftovers
 from kipvs.runner import Batch, Runner
 from kipvs.sources import snapshot_from_objects
 from kipvs.reconcile import NodeIdentity, sync_once
@@ -299,3 +299,44 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     print_show(report, Environment(out=out, out_isatty=False))
     assert "firewall on; source ranges 192.168.123.100/32" in out.getvalue()
     assert "left over by another service proxy: IPv6 filter KUBE-ROUTER-SERVICES" in out.getvalue()
+
+
+KUBE_ROUTER_SAVE = """*filter
+:INPUT ACCEPT [0:0]
+:KUBE-ROUTER-SERVICES - [0:0]
+:KIPVS-INPUT - [0:0]
+-A INPUT -m comment --comment "kipvs: service address firewall" -j KIPVS-INPUT
+-A INPUT -m comment --comment "handle traffic to IPVS service IPs in custom chain" -m set --match-set kube-router-svip dst -j KUBE-ROUTER-SERVICES
+-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT
+-A KUBE-ROUTER-SERVICES -m comment --comment "allow input traffic to ipvs services" -m set --match-set kube-router-svip-prt dst,dst -j ACCEPT
+COMMIT
+*nat
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING ! -s 172.20.3.0/24 ! -d 172.20.3.0/24 -m ipvs --vdir ORIGINAL --vmethod MASQ -m comment --comment "" -j SNAT --to-source 192.168.123.249
+-A POSTROUTING -s 10.99.0.0/16 -m ipvs --vdir ORIGINAL --vmethod MASQ -j MASQUERADE
+COMMIT
+"""
+
+
+def test_kube_router_leftovers_are_removed_and_nothing_else():
+    assert kube_router_restore_lines(parse_save(KUBE_ROUTER_SAVE)) == [
+        "*filter", ":KUBE-ROUTER-SERVICES - [0:0]",
+        '-D INPUT -m comment --comment "handle traffic to IPVS service IPs in custom chain" -m set --match-set '
+        'kube-router-svip dst -j KUBE-ROUTER-SERVICES', "-X KUBE-ROUTER-SERVICES", "COMMIT",
+        "*nat", '-D POSTROUTING ! -s 172.20.3.0/24 ! -d 172.20.3.0/24 -m ipvs --vdir ORIGINAL --vmethod MASQ '
+        '-m comment --comment "" -j SNAT --to-source 192.168.123.249', "COMMIT"]
+    assert kube_router_sets(["kube-router-svip", "inet6:kube-router-svip-prt", "mine", "kube-router-other"]) == \
+        ["kube-router-svip", "inet6:kube-router-svip-prt"]
+
+
+def test_kube_router_leftovers_wait_for_kipvs_rules():
+    without_kipvs = KUBE_ROUTER_SAVE.replace(":KIPVS-INPUT - [0:0]\n", "")
+    with pytest.raises(ConfigError, match="run `kipvs sync` first"):
+        remove_kube_router_leftovers(Tools({"iptables-legacy-save": without_kipvs}), "legacy")
+    runner = RecordingRunner({"iptables-legacy-save": KUBE_ROUTER_SAVE, "ip6tables-legacy-save": "",
+                              "ipset list -n": "kube-router-svip\nkube-router-svip-prt\n"}, dry_run=True)
+    outcome = remove_kube_router_leftovers(runner, "legacy")
+    printed = runner.out.getvalue().splitlines()
+    assert printed[0] == "iptables-legacy-restore -w --noflush <<'EOF'"
+    assert printed[-2:] == ["ipset destroy kube-router-svip", "ipset destroy kube-router-svip-prt"]
+    assert outcome.counts == {"kube-router rules and chains removed": 3, "kube-router ipsets removed": 2}
