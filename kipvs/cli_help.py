@@ -33,7 +33,9 @@ METAVARS = {
     "service_external_ip_range": "CIDR", "loadbalancer_ip_range": "CIDR", "excluded_cidrs": "CIDR",
     "command_timeout": "SECONDS", "lock_timeout": "SECONDS", "min_sync_period": "DURATION",
     "sync_period": "DURATION", "health_max_age": "DURATION", "metrics_addr": "HOST:PORT",
-    "api_timeout": "SECONDS", "service_cluster_ip_range": "CIDR",
+    "api_timeout": "SECONDS", "service_cluster_ip_range": "CIDR", "ipvs_graceful_termination": "BOOL",
+    "ipvs_graceful_period": "DURATION", "drain_record": "FILE", "ipvs_tcp_timeout": "DURATION",
+    "ipvs_tcpfin_timeout": "DURATION", "ipvs_udp_timeout": "DURATION", "ipvs_strict_arp": "BOOL",
 }
 SHELLS = ("bash", "zsh", "fish")
 
