@@ -176,3 +176,49 @@ def test_local_policy_external_address_without_a_local_endpoint_is_not_bound():
     here = build_desired(snapshot(lb, eps("lb", [ep(A, "node3")]), node("node3", NODE_IP)), "node3",
                          {4: NODE_IP}, options)
     assert "192.168.201.10" in here.addresses
+
+
+def test_show_marks_a_draining_server_with_its_connections_and_calls_the_node_in_sync():
+    import io
+
+    from rich.console import Console
+
+    from kipvs.commands.show import show
+    from kipvs.render import print_show
+
+    drained = BOTH.replace(f"{A}:8080 -m -w 1", f"{A}:8080 -m -w 0")
+    runner = RecordingRunner(state(drained, **{LIST: listing(2, 3, weight_a=0),
+                                               "ipvsadm -L -n --exact": listing(2, 3, weight_a=0),
+                                               "ipvsadm -L -n --rate --exact": ""}))
+    report = show(runner, cluster(*ROLLING), NODE3, OPTS)
+    rows = {r["address"]: r for r in report["services"][0]["virtual_servers"][0]["real_servers"]}
+    assert (rows[f"{A}:8080"]["state"], rows[f"{A}:8080"]["weight"], rows[f"{A}:8080"]["active"],
+            rows[f"{A}:8080"]["inactive"]) == ("draining", 0, 2, 3)
+    assert rows[f"{B}:8080"]["state"] == "ok" and report["in_sync"] and runner.written == {}
+    out = io.StringIO()
+    print_show(report, console=Console(file=out, width=160))
+    assert any("draining" in line and A in line for line in out.getvalue().splitlines())
+
+
+def _watch_syncs(kernel_state: dict, seconds: float) -> int:
+    """How many syncs `watch`'s loop runs in `seconds` with nothing changing in the cluster."""
+    import threading
+
+    from kipvs.commands.watch import Watcher, WatchSettings
+
+    watcher = Watcher([], RecordingRunner(kernel_state), NODE3, OPTS,
+                      WatchSettings(min_sync_period=0.01, sync_period=3600, drain_recheck=0.1))
+    watcher.snapshot = lambda: cluster(*ROLLING)
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    threading.Event().wait(seconds)
+    watcher.shutdown()
+    thread.join(timeout=5)
+    return watcher.sync_count
+
+
+def test_watch_rechecks_draining_servers_every_few_seconds_and_only_while_they_drain():
+    drained = BOTH.replace(f"{A}:8080 -m -w 1", f"{A}:8080 -m -w 0")
+    assert _watch_syncs(state(drained, **{LIST: listing(1, weight_a=0)}), 0.8) >= 4
+    settled = f"-A -t {VIP}:80 -s rr\n-a -t {VIP}:80 -r {B}:8080 -m -w 1\n"
+    assert _watch_syncs(state(settled), 0.8) == 1
