@@ -156,14 +156,23 @@ def with_draining(runner: Runner, desired: Desired, kernel: KernelFacts, options
     candidates = leaving(desired, kernel, options)
     if not candidates:
         if keep_record and options.drain_record and runner.read_file(options.drain_record) not in (None, "{}"):
-            runner.write_file(options.drain_record, "{}")
+            _keep(runner, options.drain_record, {})
         return desired, []
     counters = read_connections(runner, set(candidates))
     record = load_record(runner, options.drain_record)
     desired, drains, new_record = drain(desired, candidates, counters, record, time.time(), options)
     if keep_record and options.drain_record and new_record != record:
-        runner.write_file(options.drain_record, json.dumps(new_record, sort_keys=True))
+        _keep(runner, options.drain_record, new_record)
     return desired, drains
+
+
+def _keep(runner: Runner, path: str, record: dict[str, float]) -> None:
+    """A record that cannot be written only costs time: the next sync starts those drains' clocks again."""
+    try:
+        runner.write_file(path, json.dumps(record, sort_keys=True))
+    except OSError as exc:
+        log.error("cannot write the drain record %s (%s): drains that left their slice restart their "
+                  "grace period next sync", path, exc.strerror or exc)
 
 
 def with_timeouts(runner: Runner, kernel: KernelFacts, options: ProxyOptions) -> KernelFacts:

@@ -222,3 +222,14 @@ def test_watch_rechecks_draining_servers_every_few_seconds_and_only_while_they_d
     assert _watch_syncs(state(drained, **{LIST: listing(1, weight_a=0)}), 0.8) >= 4
     settled = f"-A -t {VIP}:80 -s rr\n-a -t {VIP}:80 -r {B}:8080 -m -w 1\n"
     assert _watch_syncs(state(settled), 0.8) == 1
+
+
+def test_an_unwritable_drain_record_is_one_error_line_and_the_sync_still_drains(caplog):
+    class ReadOnly(RecordingRunner):
+        def write_file(self, path, text):
+            raise PermissionError(13, "Permission denied", path)
+
+    runner = ReadOnly(state(**{LIST: listing(0, inactive_a=1)}), state(**{LIST: listing(0, 1, weight_a=0)}))
+    result = sync_once(runner, cluster(ep(B, "node2")), NODE3, OPTS)
+    assert runner.applied_lines == [f"ipvsadm -e -t {VIP}:80 -r {A}:8080 -m -w 0"] and result.converged
+    assert "cannot write the drain record /run/kipvs-draining.json (Permission denied)" in caplog.text
