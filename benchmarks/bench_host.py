@@ -20,7 +20,7 @@ from kipvs.config import ProxyOptions  # noqa: E402
 from kipvs.desired import build_desired  # noqa: E402
 from kipvs.facts.ipvsadm import parse_rules  # noqa: E402
 from kipvs.facts.iproute import parse_links, parse_route_list  # noqa: E402
-from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts  # noqa: E402
+from kipvs.facts.kernel import IPVS_SYSCTLS, STRICT_ARP_SYSCTLS, KernelFacts  # noqa: E402
 from kipvs.model import NetFacts  # noqa: E402
 from kipvs.plan import plan_sync  # noqa: E402
 from kipvs.sources.file import parse_cluster_text  # noqa: E402
@@ -68,7 +68,7 @@ def pipeline(text: str) -> dict:
     addresses, interfaces, up = parse_links(links)
     kernel = KernelFacts(net=NetFacts(tuple(addresses), frozenset(interfaces), frozenset(up),
                                       tuple(parse_route_list(routes))),
-                         rules=tuple(parse_rules(rules_text)), sysctls=dict(IPVS_SYSCTLS))
+                         rules=tuple(parse_rules(rules_text)), sysctls={**IPVS_SYSCTLS, **STRICT_ARP_SYSCTLS})
     t5 = time.perf_counter()
     noop = plan_sync(desired, kernel, OPTIONS)
     t6 = time.perf_counter()

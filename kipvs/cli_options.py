@@ -16,8 +16,9 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from kipvs.config import (NetfilterOptions, ProxyOptions, parse_iptables_mode, RunOptions, SourceOptions, check_lock_file, parse_cidrs, parse_interface,
-                          parse_node_ips, parse_port_range, parse_scheduler, parse_seconds)
+from kipvs.config import (NetfilterOptions, ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_bool,
+                          parse_cidrs, parse_duration, parse_interface, parse_iptables_mode, parse_node_ips,
+                          parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
 from kipvs.environment import Environment
 from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.errors import ExitStatus, KipvsError, PermissionDenied
@@ -102,6 +103,32 @@ PROXY = Group("options", (
     Param("hairpin_mode", bool, _option(
         False, "--hairpin-mode", envvar="KIPVS_HAIRPIN_MODE",
         help="Accepted for kube-router compatibility and ignored: kipvs always programs hairpin.")),
+    Param("ipvs_graceful_termination", str, _option(
+        "true", "--ipvs-graceful-termination", envvar="KIPVS_IPVS_GRACEFUL_TERMINATION",
+        help="true: a TCP or SCTP real server kipvs removes first drains at weight 0 while the kernel counts "
+             "connections to it; false: it is deleted at once (its connections reset).")),
+    Param("ipvs_graceful_period", str, _option(
+        "30s", "--ipvs-graceful-period", envvar="KIPVS_IPVS_GRACEFUL_PERIOD",
+        help="Longest drain once the endpoint has left its EndpointSlice (a still-listed terminating or "
+             "unready endpoint drains until its connections end).")),
+    Param("drain_record", str, _option(
+        "/run/kipvs-draining.json", "--drain-record", envvar="KIPVS_DRAIN_RECORD",
+        help="File where each drain's start time is kept, so cron syncs, watch and a restarted kipvs "
+             "agree on the grace period (on tmpfs: it lives as long as the IPVS table).")),
+    Param("ipvs_tcp_timeout", str, _option(
+        "0", "--ipvs-tcp-timeout", "--service-tcp-timeout", envvar="KIPVS_IPVS_TCP_TIMEOUT",
+        help="IPVS idle timeout of established TCP connections (ipvsadm --set); 0 keeps the kernel's.")),
+    Param("ipvs_tcpfin_timeout", str, _option(
+        "0", "--ipvs-tcpfin-timeout", "--service-tcpfin-timeout", envvar="KIPVS_IPVS_TCPFIN_TIMEOUT",
+        help="IPVS timeout of TCP connections after a FIN; 0 keeps the kernel's.")),
+    Param("ipvs_udp_timeout", str, _option(
+        "0", "--ipvs-udp-timeout", "--service-udp-timeout", envvar="KIPVS_IPVS_UDP_TIMEOUT",
+        help="IPVS timeout of UDP flows; 0 keeps the kernel's.")),
+    Param("ipvs_strict_arp", str, _option(
+        "true", "--ipvs-strict-arp", envvar="KIPVS_IPVS_STRICT_ARP",
+        help="true: set net.ipv4.conf.all.arp_ignore=1 and arp_announce=2 so the node answers ARP only for "
+             "addresses on the asking interface, never for service addresses on the dummy interface "
+             "(kube-router always does; needed beside MetalLB layer 2); false: leave them alone.")),
 ), lambda v: ProxyOptions(
     interface=parse_interface(v.get("interface", "kube-dummy-if")),
     scheduler=parse_scheduler(v.get("scheduler", "rr")),
@@ -115,7 +142,14 @@ PROXY = Group("options", (
     netfilter=NetfilterOptions(
         mode=parse_iptables_mode(v.get("iptables_mode", "auto")), masquerade_all=v.get("masquerade_all", False),
         cluster_cidrs=parse_cidrs(v.get("cluster_cidr") or [], "--cluster-cidr"),
-        firewall=not v.get("ipvs_permit_all", False))))
+        firewall=not v.get("ipvs_permit_all", False)),
+    graceful_termination=parse_bool(v.get("ipvs_graceful_termination", "true"), "--ipvs-graceful-termination"),
+    graceful_period=parse_duration(v.get("ipvs_graceful_period", "30s"), "--ipvs-graceful-period"),
+    drain_record=v.get("drain_record", "/run/kipvs-draining.json"),
+    tcp_timeout=parse_timeout(v.get("ipvs_tcp_timeout", "0"), "--ipvs-tcp-timeout"),
+    tcpfin_timeout=parse_timeout(v.get("ipvs_tcpfin_timeout", "0"), "--ipvs-tcpfin-timeout"),
+    udp_timeout=parse_timeout(v.get("ipvs_udp_timeout", "0"), "--ipvs-udp-timeout"),
+    strict_arp=parse_bool(v.get("ipvs_strict_arp", "true"), "--ipvs-strict-arp")))
 
 SOURCE = Group("source", (
     Param("cluster_file", Optional[str], _option(

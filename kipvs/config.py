@@ -51,6 +51,20 @@ class ProxyOptions:
     proxy_names: frozenset[str] = frozenset({"kipvs", "kube-router"})
     # None: IPVS only (the library's default); the CLI always builds one (netfilter on by default).
     netfilter: NetfilterOptions | None = None
+    # Connection lifecycle (kipvs.draining): a removed TCP/SCTP real server drains at weight 0 while the
+    # kernel counts connections to it, for at most graceful_period once its endpoint left the slice.
+    graceful_termination: bool = True
+    graceful_period: float = 30.0
+    drain_record: str | None = None  # where drain start times are kept (None: not kept; unit tests)
+    # `ipvsadm --set TCP TCPFIN UDP` in seconds; 0 keeps the kernel's value.
+    tcp_timeout: int = 0
+    tcpfin_timeout: int = 0
+    udp_timeout: int = 0
+    strict_arp: bool = True  # arp_ignore=1, arp_announce=2 (kube-router always sets them)
+
+    @property
+    def timeouts(self) -> tuple[int, int, int]:
+        return (self.tcp_timeout, self.tcpfin_timeout, self.udp_timeout)
 
     def excluded(self, ip: str) -> bool:
         if not self.excluded_cidrs:
@@ -102,6 +116,16 @@ def parse_seconds(value: float, option: str, allow_zero: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{option} {value!r}: expected a positive number of seconds")
     return value
+
+
+def parse_bool(value: str, option: str) -> bool:
+    """kube-router's and kube-proxy's flag style: `--ipvs-strict-arp=false`."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on", "t"):
+        return True
+    if text in ("false", "0", "no", "off", "f"):
+        return False
+    raise ConfigError(f"{option} {value!r}: expected true or false")
 
 
 def parse_node_ips(values: list[str]) -> tuple[str, ...]:
@@ -179,3 +203,11 @@ def parse_duration(value: str, option: str) -> float:
     except (StopIteration, ValueError):
         raise ConfigError(f"{option} {value!r}: expected a duration like 300s, 5m or 1h") from None
     return total
+
+
+def parse_timeout(value: str, option: str) -> int:
+    """An IPVS timeout in whole seconds (`15m`, `900`, `0s`); 0 keeps the kernel's value."""
+    seconds = parse_duration(value, option)
+    if not math.isfinite(seconds) or seconds < 0 or seconds != int(seconds) or seconds > 2**31 - 1:
+        raise ConfigError(f"{option} {value!r}: expected whole seconds, e.g. 900s or 15m (0 keeps the kernel's value)")
+    return int(seconds)

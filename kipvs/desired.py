@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, find_node, node_ips_of,
                            parse_endpoint_slice, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
+from kipvs.endpoints import select
 from kipvs.model import RealServer, VirtualServer, family_of
 from kipvs.sources import Snapshot
 
@@ -60,6 +61,8 @@ class Desired:
     node_ips: dict[int, str] = field(default_factory=dict)
     origins: dict[tuple, Origin] = field(default_factory=dict)
     backends: dict[tuple[str, int], BackendInfo] = field(default_factory=dict)
+    # Per virtual server: endpoints still listed but not chosen (terminating, unready): they drain.
+    held: dict[tuple, frozenset[tuple[str, int]]] = field(default_factory=dict)
     protected_addresses: frozenset[str] = frozenset()
     hold_removals: bool = False  # a Service whose addresses could not be read: remove nothing this time
     problems: tuple[Problem, ...] = ()
@@ -114,6 +117,8 @@ class _Expander:
         self.protected: set[str] = set()
         self.hold = False
         self.backends: dict[tuple[str, int], BackendInfo] = {}
+        self.held: dict[tuple, frozenset[tuple[str, int]]] = {}
+        self.unbound: set[tuple] = set()  # Local-policy external virtual servers without a local endpoint
 
     def problem(self, service: ServiceSpec, path: str, message: str) -> None:
         self.problems.append(Problem(service.ref, path, message))
@@ -176,16 +181,17 @@ class _Expander:
         return allowed
 
     def real_servers(self, service: ServiceSpec, port: ServicePort, family: int,
-                     local_only: bool) -> tuple[RealServer, ...]:
+                     local_only: bool) -> tuple[tuple[RealServer, ...], frozenset[tuple[str, int]]]:
+        """The chosen real servers, and the listed endpoints that are only held (draining)."""
         protocol = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}[port.protocol]
         usable = [(e, n) for e, n in self.index.endpoints(service.namespace, service.name, port.name, protocol)
                   if (6 if ":" in e.ip else 4) == family and (not local_only or e.node == self.node_name)]
-        # kube-proxy's rule: ready endpoints; only when there are none, those still serving while terminating.
-        chosen = [(e, n) for e, n in usable if e.ready] or [(e, n) for e, n in usable if e.serving]
-        for endpoint, number in chosen:
+        chosen, held = select(usable)
+        for endpoint, number in chosen + held:
             self.backends[(endpoint.ip, number)] = BackendInfo(endpoint.pod, endpoint.node)
         # Sorting plain tuples is several times cheaper than sorting ordered dataclasses.
-        return tuple(RealServer(ip, n) for ip, n in sorted((e.ip, n) for e, n in chosen))
+        return (tuple(RealServer(ip, n) for ip, n in sorted((e.ip, n) for e, n in chosen)),
+                frozenset((e.ip, n) for e, n in held))
 
     # --- services ---
 
@@ -234,9 +240,13 @@ class _Expander:
                          f"{label} is already served by {other.namespace}/{other.name}; skipped")
             return
         scheduler, flags = schedule[(service.namespace, service.name)]
+        servers, held = self.real_servers(service, port, family_of(placement.ip), placement.local_only)
         self.servers[key] = VirtualServer(
-            port.protocol, placement.ip, placement.vport, scheduler, flags, service.affinity_timeout,
-            self.real_servers(service, port, family_of(placement.ip), placement.local_only))
+            port.protocol, placement.ip, placement.vport, scheduler, flags, service.affinity_timeout, servers)
+        if held:
+            self.held[key] = held
+        if placement.local_only and not servers and placement.kind in ("ExternalIP", "LoadBalancer"):
+            self.unbound.add(key)
         self.origins[key] = Origin(service.namespace, service.name, port.name, placement.kind)
         if placement.kind != "NodePort":
             self.addresses.setdefault(placement.ip)
@@ -258,6 +268,25 @@ class _Expander:
         for bucket in rounds:
             for placement in bucket:
                 self.place(placement, schedule)
+        self.leave_unbound()
+
+    def leave_unbound(self) -> None:
+        """externalTrafficPolicy Local, no local endpoint: like kube-router, the external or LB address
+        is not bound here, so this node's pods and processes reach it through the network (the load
+        balancer, or the node announcing it) instead of an empty virtual server; outside clients are
+        never balanced by this node. An address with a local endpoint on any of its ports stays."""
+        if not self.unbound:
+            return
+        served = {key[1] for key in self.servers if key not in self.unbound}
+        for key in self.unbound:
+            if key[1] in served:
+                continue
+            origin = self.origins.pop(key)
+            del self.servers[key]
+            self.held.pop(key, None)
+            self.addresses.pop(key[1], None)
+            self.skipped.append(f"{origin.namespace}/{origin.name}: {VirtualServer(*key).label()} not bound: "
+                                "externalTrafficPolicy Local and no endpoint on this node")
 
     def node_port_addresses(self, families: list[int]) -> list[str]:
         if self.options.nodeport_bindon_all_ip:
@@ -286,6 +315,7 @@ def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], 
         node_ips=dict(node_ips),
         origins=expander.origins,
         backends=expander.backends,
+        held=expander.held,
         protected_addresses=frozenset(expander.protected),
         hold_removals=expander.hold,
         problems=tuple(problems),

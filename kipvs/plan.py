@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired
-from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
+from kipvs.facts.kernel import CONN_REUSE_MODE, IPVS_SYSCTLS, OSRELEASE, STRICT_ARP_SYSCTLS, KernelFacts
 from kipvs.model import LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
 from kipvs.routes import check_routes, delete_line
 from kipvs.runner import Batch
@@ -151,18 +151,58 @@ def plan_addresses(desired: Desired, net: NetFacts, options: ProxyOptions, plan:
     return lines
 
 
-def plan_sysctls(kernel: KernelFacts, plan: Plan) -> list[str]:
-    lines = [f"{name}={value}" for name, value in IPVS_SYSCTLS.items() if kernel.sysctls.get(name) != value]
+def kernel_version(release: str | None) -> tuple[int, int] | None:
+    """(6, 1) from `6.1.0-18-amd64`; None when unknown."""
+    parts = (release or "").strip().split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "x")
+    except (IndexError, ValueError):
+        return None
+
+
+def conn_reuse_mode(release: str | None) -> str | None:
+    """kube-proxy's rule: 0 on kernels 4.1 to 5.8 (a reused source port would otherwise be sent to a
+    removed real server, or stall 1 s on kernels before 5.9); 5.9 and later fixed that: left alone."""
+    version = kernel_version(release)
+    if version is None or version < (4, 1) or version >= (5, 9):
+        return None
+    return "0"
+
+
+def wanted_sysctls(kernel: KernelFacts, options: ProxyOptions) -> dict[str, str]:
+    wanted = dict(IPVS_SYSCTLS)
+    if options.strict_arp:
+        wanted.update(STRICT_ARP_SYSCTLS)
+    reuse = conn_reuse_mode(kernel.sysctls.get(OSRELEASE))
+    if reuse is not None:
+        wanted[CONN_REUSE_MODE] = reuse
+    return wanted
+
+
+def plan_sysctls(kernel: KernelFacts, plan: Plan, options: ProxyOptions) -> list[str]:
+    lines = [f"{name}={value}" for name, value in wanted_sysctls(kernel, options).items()
+             if kernel.sysctls.get(name) != value]
     plan.counts["sysctls set"] += len(lines)
     return lines
+
+
+def plan_timeouts(kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
+    """`--set TCP TCPFIN UDP` when a configured timeout differs from the kernel's (0 leaves one as it is,
+    for kipvs and for ipvsadm alike)."""
+    if kernel.timeouts is None or not any(options.timeouts):
+        return []
+    if all(want in (0, have) for want, have in zip(options.timeouts, kernel.timeouts)):
+        return []
+    plan.counts["ipvs timeouts set"] += 1
+    return ["--set " + " ".join(str(t) for t in options.timeouts)]
 
 
 def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
     plan = Plan()
     ip_lines = plan_addresses(desired, kernel.net, options, plan)
-    ipvs_lines = plan_ipvs(desired, kernel, options, plan)
+    ipvs_lines = plan_ipvs(desired, kernel, options, plan) + plan_timeouts(kernel, options, plan)
     plan.batches = [Batch("ip", tuple(ip_lines)), Batch("ipvsadm", tuple(ipvs_lines)),
-                    Batch("sysctl", tuple(plan_sysctls(kernel, plan)))]
+                    Batch("sysctl", tuple(plan_sysctls(kernel, plan, options)))]
     return plan
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -10,7 +11,10 @@ from typing import Callable
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.cluster import find_node, node_ips_of
 from kipvs.desired import Desired, build_desired
+from kipvs.draining import Drain, drain, leaving
 from kipvs.errors import ConfigError
+from kipvs.facts.ipvs_conns import read_connections
+from kipvs.facts.ipvs_timeouts import read_timeouts
 from kipvs.facts.ipvsadm import service_key_of_line
 from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, reread
 from kipvs.model import family_of
@@ -42,6 +46,7 @@ class SyncResult:
     seconds: float = 0.0
     kernel_after: KernelFacts | None = None  # the kernel as verified at the end (None for a dry run)
     netfilter: NetfilterOutcome | None = None
+    drains: list[Drain] = field(default_factory=list)  # real servers kept at weight 0 for their connections
 
     @property
     def converged(self) -> bool:
@@ -52,6 +57,8 @@ class SyncResult:
         rs = sum(len(v.real_servers) for v in self.desired.virtual_servers)
         text = f"sync: {vs} virtual servers, {rs} real servers, {len(self.desired.addresses)} addresses; "
         text += self.plan.summary()
+        if self.drains:
+            text += f"; {len(self.drains)} real server(s) draining"
         if self.desired.problems:
             text += f"; {len(self.desired.problems)} problem(s) in cluster objects"
         if self.remaining:
@@ -131,6 +138,52 @@ def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kerne
     return desired
 
 
+def load_record(runner: Runner, path: str | None) -> dict[str, float]:
+    """The drain record ({drain name: start time}); an unreadable one counts as empty (drains restart)."""
+    text = runner.read_file(path) if path else None
+    try:
+        record = json.loads(text) if text else {}
+    except ValueError:
+        log.warning("drain record %s is not JSON: starting it again", path)
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {k: float(v) for k, v in record.items() if isinstance(k, str) and isinstance(v, (int, float))}
+
+
+def with_draining(runner: Runner, desired: Desired, kernel: KernelFacts, options: ProxyOptions,
+                  keep_record: bool) -> tuple[Desired, list[Drain]]:
+    """Keep the real servers that still have connections at weight 0 (kipvs.draining); the kernel's
+    counters are read only for the virtual servers that lose a real server."""
+    candidates = leaving(desired, kernel, options)
+    if not candidates:
+        if keep_record and options.drain_record and runner.read_file(options.drain_record) not in (None, "{}"):
+            _keep(runner, options.drain_record, {})
+        return desired, []
+    counters = read_connections(runner, set(candidates))
+    record = load_record(runner, options.drain_record)
+    desired, drains, new_record = drain(desired, candidates, counters, record, time.time(), options)
+    if keep_record and options.drain_record and new_record != record:
+        _keep(runner, options.drain_record, new_record)
+    return desired, drains
+
+
+def _keep(runner: Runner, path: str, record: dict[str, float]) -> None:
+    """A record that cannot be written only costs time: the next sync starts those drains' clocks again."""
+    try:
+        runner.write_file(path, json.dumps(record, sort_keys=True))
+    except OSError as exc:
+        log.error("cannot write the drain record %s (%s): drains that left their slice restart their "
+                  "grace period next sync", path, exc.strerror or exc)
+
+
+def with_timeouts(runner: Runner, kernel: KernelFacts, options: ProxyOptions) -> KernelFacts:
+    """IPVS timeouts are read only when kipvs is asked to set some."""
+    if any(options.timeouts) and kernel.timeouts is None and kernel.readable:
+        return replace(kernel, timeouts=read_timeouts(runner))
+    return kernel
+
+
 def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
               progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None) -> SyncResult:
     """`progress` hears each phase (a terminal shows it; elsewhere it is a log line). `known`: the
@@ -139,13 +192,15 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     progress("reading the kernel")
     kernel = known if known is not None else read_kernel_or_empty(runner)
     check_interface(kernel, options.interface)
+    kernel = with_timeouts(runner, kernel, options)
     progress(f"planning {len(snapshot.services)} services")
-    desired = compute(snapshot, node, options, kernel)
+    desired, drains = with_draining(runner, compute(snapshot, node, options, kernel), kernel, options,
+                                    keep_record=not runner.dry_run)
     plan = plan_sync(desired, kernel, options)
     if not plan.empty:
         progress(f"applying {len(plan.command_lines())} commands")
     runner.apply(plan.batches)
-    result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel)
+    result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel, drains=drains)
     if not runner.dry_run and not plan.empty:
         progress("verifying")
         result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan)
@@ -200,7 +255,8 @@ def _tools(plan: Plan) -> set[str]:
 
 
 def _touched(plan: Plan) -> set[tuple]:
-    return {service_key_of_line(line) for batch in plan.batches if batch.tool == "ipvsadm" for line in batch.lines}
+    return {service_key_of_line(line) for batch in plan.batches if batch.tool == "ipvsadm" for line in batch.lines
+            if not line.startswith("--set")}
 
 
 def _kernel_made_routes(kernel: KernelFacts, addresses: set[str]) -> set[str]:

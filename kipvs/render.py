@@ -8,7 +8,7 @@ from rich.tree import Tree
 
 from kipvs.environment import Environment, terminal_width
 
-STATE_STYLE = {"ok": "green", "missing": "red", "extra": "red", "different": "yellow"}
+STATE_STYLE = {"ok": "green", "missing": "red", "extra": "red", "different": "yellow", "draining": "magenta"}
 
 
 def _state(state: str) -> Text:

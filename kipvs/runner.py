@@ -134,6 +134,13 @@ class Runner:
         except FileNotFoundError:
             return None
 
+    def write_file(self, path: str, text: str) -> None:
+        """Replace a small state file of kipvs's own (the drain record) atomically."""
+        directory = os.path.dirname(os.path.abspath(path))
+        with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".kipvs-", delete=False, encoding="utf-8") as f:
+            f.write(text)
+        os.replace(f.name, path)
+
     def apply(self, batches: list[Batch]) -> list[Result]:
         """Run each non-empty batch once. A failing line does not stop the batch
         (`ip -force`, and `ipvsadm -R` carries on by itself): callers verify the
@@ -171,6 +178,9 @@ class DryRunRunner(Runner):
         super().__init__(timeout)
         self.out = out
         self.planned: list[str] = []
+
+    def write_file(self, path: str, text: str) -> None:
+        """A dry run keeps no record."""
 
     def apply(self, batches: list[Batch]) -> list[Result]:
         for batch in batches:

@@ -12,21 +12,21 @@ from kipvs.model import host_port
 from kipvs.netfilter.sync import netfilter_report
 from kipvs.output import emit_json
 from kipvs.plan import plan_sync, unwanted
-from kipvs.reconcile import NodeIdentity, compute, load_cluster
+from kipvs.reconcile import NodeIdentity, compute, load_cluster, with_draining
 from kipvs.runner import Runner
 from kipvs.routes import check_routes
 from kipvs.sources import Snapshot
 
 
-def _real_server_rows(vs, kernel_vs, desired, connections, rates) -> list[dict]:
+def _real_server_rows(vs, kernel_vs, desired, connections, rates, draining: set) -> list[dict]:
     ours = {rs.key: rs for rs in vs.real_servers}
     theirs = {rs.key: rs for rs in kernel_vs.real_servers} if kernel_vs else {}
     rows = []
     for key in sorted(set(ours) | set(theirs)):
         rs = ours.get(key) or theirs[key]
         info = desired.backends.get(key)
-        state = "ok" if key in ours and key in theirs and ours[key] == theirs[key] else \
-            "missing" if key not in theirs else "extra" if key not in ours else "different"
+        state = "missing" if key not in theirs else "extra" if key not in ours else \
+            "different" if ours[key] != theirs[key] else "draining" if (vs.key, key) in draining else "ok"
         conns = connections.get((vs.key, key), Counters())
         rate = rates.get((vs.key, key), Counters())
         rows.append({"address": host_port(rs.ip, rs.port), "pod": info.pod if info else "", "node": info.node if info else "",
@@ -39,7 +39,9 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
     kernel = read_kernel(runner)
     connections = parse_connections(runner.run(READ_CONNECTIONS))
     rates = parse_rates(runner.run(READ_RATES))
-    desired = compute(snapshot, node, options, kernel)
+    desired, drains = with_draining(runner, compute(snapshot, node, options, kernel), kernel, options,
+                                    keep_record=False)
+    draining = {(d.service, d.server) for d in drains}
     in_kernel = {vs.key: vs for vs in kernel.rules}
     services: dict[tuple[str, str], dict] = {}
     for vs in desired.virtual_servers:
@@ -55,7 +57,7 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
             "kernel_scheduler": have.scheduler if have else None,
             # Every ipvsadm option, so a difference the scheduler column hides (-M, --pe, -o) shows.
             "options": vs.options_args(), "kernel_options": have.options_args() if have else None,
-            "real_servers": _real_server_rows(vs, have, desired, connections, rates)})
+            "real_servers": _real_server_rows(vs, have, desired, connections, rates, draining)})
     stale, foreign = unwanted(desired, kernel, options)
     present = {a.ip for a in kernel.net.addresses_on(options.interface) if not a.is_link_local}
     sources: dict[str, list] = {}

@@ -42,6 +42,7 @@ class WatchSettings:
     backoff_cap: float = 30.0
     lock_file: str | None = None
     lock_timeout: float = 30.0
+    drain_recheck: float = 5.0  # while real servers drain, sync this often to delete them once idle
 
 
 def api_resources(api_client, node_name: str | None = None) -> list[Resource]:
@@ -77,6 +78,7 @@ class Watcher:
         # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
         # of reading thousands of rules again; the periodic full resync reads the kernel for real.
         self.verified: KernelFacts | None = None
+        self.drain_check_at = float("inf")  # monotonic time of the next re-check of draining servers
         self.reflectors = [
             Reflector(r, self._changed, self.stop, settings.watch_timeout, settings.read_grace,
                       settings.request_timeout, Backoff(settings.backoff_initial, settings.backoff_cap))
@@ -108,6 +110,8 @@ class Watcher:
             log.error("sync failed: %s", exc)
             self.metrics.observe_error()
             self.verified = None
+            if self.drain_check_at != float("inf"):  # try the drains again later, not in a tight loop
+                self.drain_check_at = time.monotonic() + self.settings.drain_recheck
             return None
         self.verified = result.kernel_after if result.converged else None
         desired = result.desired
@@ -116,6 +120,7 @@ class Watcher:
                                   len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers),
                                   len(result.remaining))
         self.last_result = result
+        self.drain_check_at = time.monotonic() + self.settings.drain_recheck if result.drains else float("inf")
         self.sync_count += 1
         self.problem_log.update(result.desired.problems)
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
@@ -132,7 +137,8 @@ class Watcher:
         last_sync = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
-            if now < next_full and not self.dirty.wait(timeout=min(next_full - now, 1.0)):
+            due = min(next_full, self.drain_check_at)
+            if now < due and not self.dirty.wait(timeout=min(due - now, 1.0)):
                 continue
             if self.stop.is_set():
                 break

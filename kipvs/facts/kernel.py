@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from kipvs.errors import KipvsError
 from kipvs.facts.iproute import read_net_facts
+from kipvs.facts.ipvs_timeouts import read_timeouts
 from kipvs.facts.ipvsadm import read_rules, read_services
 from kipvs.model import NetFacts, VirtualServer
 from kipvs.runner import Runner
@@ -15,6 +16,11 @@ log = logging.getLogger("kipvs.facts")
 # IPVS settings kube-router sets on every sync (per network namespace).
 IPVS_SYSCTLS = {"net.ipv4.vs.conntrack": "1", "net.ipv4.vs.expire_nodest_conn": "1",
                 "net.ipv4.vs.expire_quiescent_template": "1"}
+# Strict ARP: answer ARP only for addresses of the asking interface, announce with them only.
+STRICT_ARP_SYSCTLS = {"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"}
+CONN_REUSE_MODE = "net.ipv4.vs.conn_reuse_mode"
+OSRELEASE = "kernel.osrelease"  # read only: the kernel version decides conn_reuse_mode
+READ_SYSCTLS = (*IPVS_SYSCTLS, *STRICT_ARP_SYSCTLS, CONN_REUSE_MODE, OSRELEASE)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class KernelFacts:
     rules: tuple[VirtualServer, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
     readable: bool = True  # False: the kernel could not be read (dry run on a machine without IPVS or root)
+    timeouts: tuple[int, int, int] | None = None  # `ipvsadm -L --timeout`, read only when kipvs sets them
 
 
 def sysctl_path(name: str) -> str:
@@ -32,7 +39,7 @@ def sysctl_path(name: str) -> str:
 def read_sysctls(runner: Runner) -> dict[str, str]:
     """Read straight from /proc (this network namespace's values); an absent one reads as unset."""
     values = {}
-    for name in IPVS_SYSCTLS:
+    for name in READ_SYSCTLS:
         text = runner.read_file(sysctl_path(name))
         if text is not None:
             values[name] = text.strip()
@@ -54,7 +61,8 @@ def reread(runner: Runner, before: KernelFacts, tools: set[str],
         rules = tuple(vs for vs in rules + list(now.values()) if vs is not None)
     else:
         rules = tuple(read_rules(runner)) if "ipvsadm" in tools else before.rules
-    return replace(before, rules=rules,
+    timeouts = read_timeouts(runner) if "ipvsadm" in tools and before.timeouts is not None else before.timeouts
+    return replace(before, rules=rules, timeouts=timeouts,
                    net=read_net_facts(runner) if "ip" in tools else before.net,
                    sysctls=read_sysctls(runner) if "sysctl" in tools else before.sysctls)
 

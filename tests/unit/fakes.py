@@ -27,6 +27,7 @@ class RecordingRunner(Runner):
         self.dry_run = dry_run
         self.reads: list[str] = []
         self.batches: list[Batch] = []
+        self.written: dict[str, str] = {}
         self.out = out if out is not None else io.StringIO()
 
     def run(self, argv: list[str], stdin: str | None = None) -> str:
@@ -49,7 +50,12 @@ class RecordingRunner(Runner):
 
     def read_file(self, path: str) -> str | None:
         self.reads.append(f"read {path}")
+        if path in self.written:
+            return self.written[path]
         return self.states[0].get(f"read {path}")
+
+    def write_file(self, path: str, text: str) -> None:
+        self.written[path] = text
 
     def apply(self, batches: list[Batch]) -> list[Result]:
         batches = [b for b in batches if b.lines]

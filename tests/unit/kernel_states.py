@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 
-from kipvs.facts.kernel import IPVS_SYSCTLS, sysctl_path
+from kipvs.facts.kernel import IPVS_SYSCTLS, STRICT_ARP_SYSCTLS, sysctl_path
 from tests.unit.fakes import fixture_outputs
 
 
 def node_state(rules: str = "", dummy_ips: tuple[str, ...] = (), routes_src: dict | None = None,
-               sysctl: str = "1\n1\n1\n") -> dict[str, str]:
+               sysctl: str = "1\n1\n1\n", arp: str = "1 2") -> dict[str, str]:
     """node3 of the lab (eth0 192.168.123.249 + fd00:123::249) with these IPVS rules and dummy addresses."""
     base = fixture_outputs("node-before-fix")
     links = [link for link in json.loads(base["ip -j addr show"]) if link["ifname"] != "kube-dummy-if"]
@@ -35,4 +35,5 @@ def node_state(rules: str = "", dummy_ips: tuple[str, ...] = (), routes_src: dic
         "ip -j -6 route show table local": json.dumps(routes6),
     })
     state.update({f"read {sysctl_path(name)}": value + "\n" for name, value in zip(IPVS_SYSCTLS, sysctl.split())})
+    state.update({f"read {sysctl_path(name)}": value + "\n" for name, value in zip(STRICT_ARP_SYSCTLS, arp.split())})
     return state

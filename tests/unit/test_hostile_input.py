@@ -29,7 +29,7 @@ COMMAND = re.compile(
     r"|route (replace|append|del) local [0-9a-f.:]+ dev kube-dummy-if .*table local.*)"
     r"|ipvsadm -[AEaedD] (-t|-u|--sctp-service) [0-9a-f.:\[\]]+:\d+( -s [a-z]+( -b [a-z-]+(,[a-z-]+)*)?( -p \d+)?)?"
     r"( -r [0-9a-f.:\[\]]+:\d+( -m -w \d+)?)?"
-    r"|sysctl -w net\.ipv4\.vs\.[a-z_]+=\d)$")
+    r"|sysctl -w net\.ipv4\.(vs|conf\.all)\.[a-z_]+=\d)$")
 
 
 def cluster() -> dict:

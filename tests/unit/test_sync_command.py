@@ -28,7 +28,8 @@ def test_dry_run_without_ipvs_prints_full_plan_for_an_empty_node(caplog):
     assert lines[:2] == ["ip link add kube-dummy-if type dummy", "ip link set kube-dummy-if up"]
     assert "ipvsadm -A -t 192.168.123.249:30080 -s rr" in lines  # node IP from the Node object
     assert "ipvsadm -A -u 10.254.0.10:53 -s sh -b sh-fallback,sh-port" in lines
-    assert lines[-1] == "sysctl -w net.ipv4.vs.expire_quiescent_template=1"
+    assert lines[-3:] == ["sysctl -w net.ipv4.vs.expire_quiescent_template=1",
+                          "sysctl -w net.ipv4.conf.all.arp_ignore=1", "sysctl -w net.ipv4.conf.all.arp_announce=2"]
     assert all(line.split()[0] in ("ip", "ipvsadm", "sysctl") for line in lines)
     assert "cannot read the kernel" in caplog.text and result.plan.counts["virtual servers added"] == 11
 
