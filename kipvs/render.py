@@ -25,6 +25,8 @@ def show_view(report: dict) -> Group:
     tree = Tree("[bold]services[/]")
     for svc in report["services"]:
         branch = tree.add(Text(f"{svc['namespace']}/{svc['name']}", style="bold cyan"))
+        for note in svc.get("notes", ()):
+            branch.add(Text(f"note: {note}", style="dim"))
         for vs in svc["virtual_servers"]:
             persist = f" persistent {vs['persistent']}s" if vs["persistent"] else ""
             label = Text.assemble((vs["address"], "bold"), f"  {vs['kind']}", f"  {vs['scheduler']}{persist}  ",
