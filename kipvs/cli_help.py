@@ -33,6 +33,7 @@ METAVARS = {
     "service_external_ip_range": "CIDR", "loadbalancer_ip_range": "CIDR", "excluded_cidrs": "CIDR",
     "command_timeout": "SECONDS", "lock_timeout": "SECONDS", "min_sync_period": "DURATION",
     "sync_period": "DURATION", "health_max_age": "DURATION", "metrics_addr": "HOST:PORT",
+    "healthz_bind_address": "HOST:PORT",
     "api_timeout": "SECONDS", "service_cluster_ip_range": "CIDR",
 }
 SHELLS = ("bash", "zsh", "fish")
