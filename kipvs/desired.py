@@ -219,6 +219,10 @@ class _Expander:
         if mode:
             where = f"zone {self.zone}" if mode == SAME_ZONE else f"node {self.node_name}"
             self.note(service, f"topology hints ({mode}): {len(near)} of {len(usable)} endpoints, those for {where}")
+        elif service.traffic_distribution and usable:
+            where = f"zone {self.zone}" if self.zone else "this node (no topology.kubernetes.io/zone label)"
+            self.note(service, f"spec.trafficDistribution {service.traffic_distribution}: hints incomplete or none "
+                               f"for {where}; every endpoint used")
         return near
 
     # --- services ---

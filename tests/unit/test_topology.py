@@ -132,3 +132,14 @@ def test_zone_label_of_the_node():
     assert node_zone_of(hostile, problems) == ""
     assert [str(p) for p in problems] == \
         ["Node default/n: metadata.labels[topology.kubernetes.io/zone]: expected a string, got \"list ['zone-a']\""]
+
+
+def test_traffic_distribution_without_usable_hints_is_explained():
+    objects = (svc("web", trafficDistribution="PreferClose"),
+               eps("web", [hinted("10.1.0.1", ["zone-a"]), hinted("10.1.0.2")]))
+    ips, d = real_ips(*objects)
+    assert ips == ["10.1.0.1", "10.1.0.2"]
+    assert d.notes[("default", "web")] == ("spec.trafficDistribution PreferClose: hints incomplete or none for zone "
+                                           "zone-a; every endpoint used",)
+    _, d = real_ips(*objects, zone=None)
+    assert "this node (no topology.kubernetes.io/zone label)" in d.notes[("default", "web")][0]
