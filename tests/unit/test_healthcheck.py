@@ -156,3 +156,12 @@ def test_node_healthz_server_and_an_unbindable_address_is_logged_not_fatal(caplo
         assert again.node_server is None and "cannot listen" in caplog.text
     finally:
         servers.close()
+
+
+def test_a_bad_healthz_bind_address_is_a_one_line_error_before_anything_runs(tmp_path):
+    from tests.unit.fakes import invoke
+
+    result = invoke(["watch", "--healthz-bind-address", "10256", "--kubeconfig", str(tmp_path / "none"),
+                     "--lock-file", str(tmp_path / "lock")])
+    assert result.exit_code == 2 and "--healthz-bind-address '10256': expected IP:PORT" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
