@@ -119,6 +119,11 @@ def watch_command(
         help="Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9254 or [::1]:9254."),
     health_max_age: str = typer.Option("15m", "--health-max-age", envvar="KIPVS_HEALTH_MAX_AGE",
                                        help="/healthz fails when the last converged sync is older than this."),
+    healthz_bind_address: str = typer.Option(
+        "0.0.0.0:10256", "--healthz-bind-address", envvar="KIPVS_HEALTHZ_BIND_ADDRESS",
+        help="Serve kube-proxy's node /healthz and /livez here for load balancers ('' to turn off). "
+             "LoadBalancer Services with externalTrafficPolicy Local get their healthCheckNodePort on "
+             "the node IPs whatever this says."),
     cleanup_on_exit: bool = typer.Option(False, "--cleanup-on-exit", envvar="KIPVS_CLEANUP_ON_EXIT",
                                          help="On SIGTERM/SIGINT remove what kipvs owns (default: leave the rules "
                                               "in place so traffic flows while kipvs restarts)."),
@@ -130,7 +135,7 @@ def watch_command(
     from kipvs.commands.watch import WatchRequest, run_watch
 
     return run_watch(env, source, options, run, WatchRequest(min_sync_period, sync_period, metrics_addr,
-                                                              health_max_age, cleanup_on_exit))
+                                                              health_max_age, cleanup_on_exit, healthz_bind_address))
 
 
 def main() -> None:

@@ -34,10 +34,10 @@ METAVARS = {
     "command_timeout": "SECONDS", "lock_timeout": "SECONDS", "min_sync_period": "DURATION",
     "sync_period": "DURATION", "health_max_age": "DURATION", "metrics_addr": "HOST:PORT",
     "api_timeout": "SECONDS", "service_cluster_ip_range": "CIDR", "cluster_cidr": "CIDR",
-    "iptables_mode": "auto|legacy|nft",
-    "api_timeout": "SECONDS", "service_cluster_ip_range": "CIDR", "ipvs_graceful_termination": "BOOL",
+    "iptables_mode": "auto|legacy|nft", "ipvs_graceful_termination": "BOOL",
     "ipvs_graceful_period": "DURATION", "drain_record": "FILE", "ipvs_tcp_timeout": "DURATION",
     "ipvs_tcpfin_timeout": "DURATION", "ipvs_udp_timeout": "DURATION", "ipvs_strict_arp": "BOOL",
+    "healthz_bind_address": "HOST:PORT",
 }
 SHELLS = ("bash", "zsh", "fish")
 

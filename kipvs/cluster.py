@@ -21,6 +21,7 @@ PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 DEFAULT_AFFINITY_TIMEOUT = 10800
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 # A hostile object can carry thousands of bad fields: report the first few, then count the rest.
 PROBLEMS_PER_OBJECT = 5
 
@@ -178,6 +179,8 @@ class ServiceSpec:
     skip_reason: str | None = None
     malformed: bool = False
     addresses_known: bool = True
+    health_check_node_port: int | None = None
+    traffic_distribution: str = ""
 
     @property
     def ref(self) -> str:
@@ -261,6 +264,18 @@ def _affinity_timeout(r: Reader, spec: dict) -> int | None:
     return DEFAULT_AFFINITY_TIMEOUT
 
 
+def _health_check_port(r: Reader, spec: dict) -> int | None:
+    """Only a health check is lost to a bad value: the Service itself stays programmed."""
+    value = spec.get("healthCheckNodePort")
+    if value is None or value == 0:
+        return None
+    if is_int(value) and 0 < value < 65536:
+        return value
+    r.problem("spec.healthCheckNodePort", f"{shown(value)} is not a port (1-65535); no health check",
+              malformed=False)
+    return None
+
+
 def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
     r, meta, namespace, name = _identity("Service", obj, problems)
     labels = r.string_map(meta.get("labels"), "metadata.labels")
@@ -284,6 +299,8 @@ def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
         annotations=annotations, affinity_timeout=_affinity_timeout(r, spec),
         external_local=r.str(spec.get("externalTrafficPolicy"), "spec.externalTrafficPolicy") == "Local",
         internal_local=r.str(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy") == "Local",
+        health_check_node_port=_health_check_port(r, spec), traffic_distribution=r.str(
+            spec.get("trafficDistribution"), "spec.trafficDistribution"),
         skip_reason=skip, malformed=r.malformed or not name,
         addresses_known=isinstance(spec_raw, dict) and bool(cluster_ips or headless or service_type == "ExternalName"))
     r.finish()
@@ -319,6 +336,9 @@ class Endpoint(NamedTuple):
     ready: bool
     serving: bool
     terminating: bool
+    # Topology hints (hints.forZones[].name, hints.forNodes[].name); () when the endpoint has none.
+    zones: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -381,7 +401,31 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
     else:
         r.map(target, f"{path}.targetRef")
         pod = ""
-    return Endpoint(ip, node, pod, ready, serving if serving is not None else ready, bool(terminating))
+    hints = raw.get("hints")
+    zones, nodes = _hints(r, hints, f"{path}.hints") if hints is not None else ((), ())
+    return Endpoint(ip, node, pod, ready, serving if serving is not None else ready, bool(terminating),
+                    zones, nodes)
+
+
+def _hints(r: Reader, raw, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(zones, nodes) named by an endpoint's hints. A bad entry is reported and left out; an endpoint left
+    without hints makes topology fall back to every endpoint (kube-proxy's rule)."""
+    hints = r.map(raw, path)
+    found = []
+    for kind in ("forZones", "forNodes"):
+        names = []
+        for i, entry in enumerate(r.list(hints.get(kind), f"{path}.{kind}")):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name:
+                names.append(name)
+            elif isinstance(entry, dict):
+                r.problem(f"{path}.{kind}[{i}].name", f"expected a name, got {shown(name)}; hint ignored",
+                          malformed=False)
+            else:
+                r.problem(f"{path}.{kind}[{i}]", f"expected a map, got {shown(entry)}; hint ignored",
+                          malformed=False)
+        found.append(tuple(names))
+    return found[0], found[1]
 
 
 def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpec | None:
@@ -455,6 +499,18 @@ def find_node(nodes, node_name: str):
         if isinstance(meta, dict) and meta.get("name") == node_name:
             return item
     return None
+
+
+def node_zone_of(node: dict | None, problems: list[Problem]) -> str:
+    """This node's topology.kubernetes.io/zone label ("" when it has none or it is not a string)."""
+    if node is None:
+        return ""
+    r, meta, _, _ = _identity("Node", node, [])  # its identity's problems are node_ips_of's to report
+    r.problems = problems
+    labels = r.map(meta.get("labels"), "metadata.labels")
+    zone = r.str(labels.get(ZONE_LABEL), f"metadata.labels[{ZONE_LABEL}]")
+    r.finish()
+    return zone
 
 
 def node_ips_of(node: dict | None, problems: list[Problem]) -> dict[int, str]:

@@ -18,17 +18,19 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, find_node, node_ips_of,
-                           parse_endpoint_slice, parse_service, shown)
+                           node_zone_of, parse_endpoint_slice, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
 from kipvs.endpoints import select
 from kipvs.model import RealServer, VirtualServer, family_of
 from kipvs.sources import Snapshot
+from kipvs.topology import SAME_ZONE, closest
 
 __all__ = ["BackendInfo", "Desired", "Origin", "Problem", "build_desired", "node_ips_from_objects"]
 
 SCHEDULER_ANNOTATIONS = ("kube-router.io/service.scheduler", "kipvs.io/scheduler")
 SCHEDFLAGS_ANNOTATION = "kube-router.io/service.schedflags"
 LOCAL_ANNOTATION = "kube-router.io/service.local"
+SKIP_LB_IPS_ANNOTATION = "kube-router.io/service.skiplbips"
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 # kube-router's generic flag names, as ipvsadm names them for the schedulers that use them.
 # flag-3 means nothing to sh or mh (ipvsadm -S never shows it): accepted, not sent.
@@ -67,6 +69,8 @@ class Desired:
     hold_removals: bool = False  # a Service whose addresses could not be read: remove nothing this time
     problems: tuple[Problem, ...] = ()
     skipped: tuple[str, ...] = ()
+    # (namespace, name) -> why what is programmed differs from the plain Service (annotations, topology)
+    notes: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def unusable_reason(ip: str, host_addresses: frozenset[str]) -> str | None:
@@ -102,8 +106,10 @@ class _Placement:
 
 class _Expander:
     def __init__(self, node_name: str, node_ips: dict[int, str], local_ips: list[str], options: ProxyOptions,
-                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str]):
+                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str], zone: str = ""):
         self.node_name = node_name
+        self.zone = zone
+        self.notes: dict[tuple[str, str], dict[str, None]] = {}
         self.host_addresses = host_addresses | frozenset(node_ips.values())
         self.node_ips = node_ips
         self.local_ips = local_ips
@@ -123,6 +129,19 @@ class _Expander:
     def problem(self, service: ServiceSpec, path: str, message: str) -> None:
         self.problems.append(Problem(service.ref, path, message))
 
+    def note(self, service: ServiceSpec, text: str) -> None:
+        self.notes.setdefault((service.namespace, service.name), {})[text] = None
+
+    def flag(self, service: ServiceSpec, key: str) -> bool:
+        """A true/false annotation; any other value is a problem and counts as unset."""
+        value = service.annotations.get(key)
+        if value is None:
+            return False
+        if value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        self.problem(service, f"metadata.annotations[{key}]", f"expected true or false, got {shown(value)}; ignored")
+        return False
+
     # --- annotations: only values from a known set ever reach a command line ---
 
     def scheduler(self, service: ServiceSpec) -> tuple[str, tuple[str, ...]]:
@@ -133,6 +152,7 @@ class _Expander:
                 continue
             if value.strip() in KNOWN_SCHEDULERS:
                 scheduler = value.strip()
+                self.note(service, f"scheduler {scheduler} from annotation {key}")
                 break
             self.problem(service, f"metadata.annotations[{key}]",
                          f"unknown scheduler {shown(value)}: using {self.options.scheduler}")
@@ -157,11 +177,15 @@ class _Expander:
                 usable.append(ip)
         return usable
 
-    def allowed_externals(self, service: ServiceSpec) -> list[tuple[str, str]]:
+    def allowed_externals(self, service: ServiceSpec, skip_lb_ips: bool = False) -> list[tuple[str, str]]:
         """Policy: never a host or special address, never inside the cluster IP range (it would shadow
         a ClusterIP), and only inside their ranges (CVE-2020-8554)."""
         allowed = []
         for external in service.externals:
+            if skip_lb_ips and external.kind == "LoadBalancer":
+                self.note(service, f"no virtual server for load-balancer IP {external.ip} "
+                                   f"(annotation {SKIP_LB_IPS_ANNOTATION})")
+                continue
             reason = unusable_reason(external.ip, self.host_addresses)
             if reason:
                 self.problem(service, external.field, f"{external.ip} {reason}; skipped")
@@ -186,12 +210,26 @@ class _Expander:
         protocol = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}[port.protocol]
         usable = [(e, n) for e, n in self.index.endpoints(service.namespace, service.name, port.name, protocol)
                   if (6 if ":" in e.ip else 4) == family and (not local_only or e.node == self.node_name)]
+        if not local_only:
+            usable = self.nearby(service, usable)
         chosen, held = select(usable)
         for endpoint, number in chosen + held:
             self.backends[(endpoint.ip, number)] = BackendInfo(endpoint.pod, endpoint.node)
         # Sorting plain tuples is several times cheaper than sorting ordered dataclasses.
         return (tuple(RealServer(ip, n) for ip, n in sorted((e.ip, n) for e, n in chosen)),
                 frozenset((e.ip, n) for e, n in held))
+
+    def nearby(self, service: ServiceSpec, usable: list) -> list:
+        """Topology hints (kipvs.topology), and a note when they narrowed the endpoints."""
+        near, mode = closest(usable, self.node_name, self.zone)
+        if mode:
+            where = f"zone {self.zone}" if mode == SAME_ZONE else f"node {self.node_name}"
+            self.note(service, f"topology hints ({mode}): {len(near)} of {len(usable)} endpoints, those for {where}")
+        elif service.traffic_distribution and usable:
+            where = f"zone {self.zone}" if self.zone else "this node (no topology.kubernetes.io/zone label)"
+            self.note(service, f"spec.trafficDistribution {service.traffic_distribution}: hints incomplete or none "
+                               f"for {where}; every endpoint used")
+        return near
 
     # --- services ---
 
@@ -207,9 +245,12 @@ class _Expander:
 
     def placements(self, service: ServiceSpec) -> tuple[list[_Placement], list[_Placement], list[_Placement]]:
         """What one Service asks for: (cluster IP, external/LB IP, NodePort) virtual servers."""
-        external_local = service.external_local or service.annotations.get(LOCAL_ANNOTATION, "").lower() == "true"
+        external_local = service.external_local
+        if self.flag(service, LOCAL_ANNOTATION) and not external_local:
+            external_local = True
+            self.note(service, f"external traffic only to this node's endpoints (annotation {LOCAL_ANNOTATION})")
         cluster_ips = self.usable_cluster_ips(service)
-        externals = self.allowed_externals(service)
+        externals = self.allowed_externals(service, self.flag(service, SKIP_LB_IPS_ANNOTATION))
         families = sorted({family_of(ip) for ip in service.cluster_ips})
         node_ports_apply = service.type in ("NodePort", "LoadBalancer")
         cluster, external, node_port = [], [], []
@@ -307,7 +348,7 @@ def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], 
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
-                         host_addresses)
+                         host_addresses, node_zone_of(find_node(snapshot.nodes, node_name), problems))
     expander.expand(services)
     return Desired(
         virtual_servers=tuple(expander.servers.values()),
@@ -320,4 +361,5 @@ def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], 
         hold_removals=expander.hold,
         problems=tuple(problems),
         skipped=tuple(expander.skipped),
+        notes={key: tuple(texts) for key, texts in expander.notes.items()},
     )

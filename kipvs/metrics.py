@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 from kipvs.errors import ConfigError
 
@@ -31,6 +32,8 @@ class Metrics:
         self.virtual_servers = 0
         self.real_servers = 0
         self.reflector_stats: dict[str, object] = {}
+        # More lines for /metrics, read when scraped (outside the lock: they may run a command).
+        self.collectors: list[Callable[[], list[str]]] = []
 
     def observe_sync(self, seconds: float, ok: bool, commands: int, services: int, virtual_servers: int,
                      real_servers: int, remaining: int = 0) -> None:
@@ -59,6 +62,7 @@ class Metrics:
             return None if self.last_completed_monotonic is None else time.monotonic() - self.last_completed_monotonic
 
     def render(self) -> str:
+        extra = [line for collect in self.collectors for line in collect()]
         with self.lock:
             lines = ["# HELP kipvs_sync_duration_seconds Time of one sync (read, plan, apply, verify).",
                      "# TYPE kipvs_sync_duration_seconds histogram"]
@@ -91,7 +95,7 @@ class Metrics:
                           f"# TYPE kipvs_reflector_{name}_total counter"]
                 for resource, stats in sorted(self.reflector_stats.items()):
                     lines.append(f'kipvs_reflector_{name}_total{{resource="{resource}"}} {getattr(stats, name)}')
-            return "\n".join(lines) + "\n"
+            return "\n".join(lines + extra) + "\n"
 
 
 class _IPv6Server(ThreadingHTTPServer):
@@ -126,11 +130,17 @@ def serve(metrics: Metrics, address: tuple[str, int], max_age: float) -> Threadi
             self.end_headers()
             self.wfile.write(data)
 
-    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
     try:
-        server = server_class((host, port), Handler)
+        return listen((host, port), Handler, "metrics")
     except OSError as exc:
         raise ConfigError(f"--metrics-addr {host}:{port}: cannot listen: {exc.strerror}") from None
+
+
+def listen(address: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str) -> ThreadingHTTPServer:
+    """An HTTP server on (host, port), IPv6 when the host is, answering from a daemon thread.
+    Raises OSError when the address cannot be bound."""
+    server_class = _IPv6Server if ":" in address[0] else ThreadingHTTPServer
+    server = server_class(address, handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server

@@ -30,6 +30,8 @@ def show_view(report: dict) -> Group:
             ranges = f"; source ranges {', '.join(nf['source_ranges'])}" if nf["source_ranges"] else ""
             branch.add(Text(f"masquerade: {nf['masquerade']}; hairpin {nf['hairpin']}; firewall {nf['firewall']}"
                             f"{ranges}", style="dim"))
+        for note in svc.get("notes", ()):
+            branch.add(Text(f"note: {note}", style="dim"))
         for vs in svc["virtual_servers"]:
             persist = f" persistent {vs['persistent']}s" if vs["persistent"] else ""
             label = Text.assemble((vs["address"], "bold"), f"  {vs['kind']}", f"  {vs['scheduler']}{persist}  ",

@@ -58,6 +58,10 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
             # Every ipvsadm option, so a difference the scheduler column hides (-M, --pe, -o) shows.
             "options": vs.options_args(), "kernel_options": have.options_args() if have else None,
             "real_servers": _real_server_rows(vs, have, desired, connections, rates, draining)})
+    for (namespace, name), notes in desired.notes.items():
+        services.setdefault((namespace, name), {"namespace": namespace, "name": name, "virtual_servers": []})
+    for entry in services.values():
+        entry["notes"] = list(desired.notes.get((entry["namespace"], entry["name"]), ()))
     stale, foreign = unwanted(desired, kernel, options)
     present = {a.ip for a in kernel.net.addresses_on(options.interface) if not a.is_link_local}
     sources: dict[str, list] = {}

@@ -20,11 +20,13 @@ from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duratio
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
 from kipvs.facts.kernel import KernelFacts
+from kipvs.healthcheck import HealthServers, node_eligible, wanted_checks
 from kipvs.lock import node_lock
 from kipvs.metrics import Metrics, serve
 from kipvs.output import ProblemLog
 from kipvs.reconcile import NodeIdentity, SyncResult, check_complete, remove_owned, sync_once
 from kipvs.runner import Runner
+from kipvs.service_metrics import TrafficMetrics
 from kipvs.sources import Snapshot
 from kipvs.sources.reflector import Backoff, Reflector, Resource
 
@@ -75,6 +77,7 @@ class Watcher:
         self.last_result: SyncResult | None = None
         self.sync_count = 0
         self.problem_log = ProblemLog()
+        self.health: HealthServers | None = None  # healthCheckNodePort servers, when run_watch serves them
         # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
         # of reading thousands of rules again; the periodic full resync reads the kernel for real.
         self.verified: KernelFacts | None = None
@@ -122,7 +125,10 @@ class Watcher:
         self.last_result = result
         self.drain_check_at = time.monotonic() + self.settings.drain_recheck if result.drains else float("inf")
         self.sync_count += 1
-        self.problem_log.update(result.desired.problems)
+        health_problems = self.health.update(wanted_checks(snapshot, self.node.name),
+                                             list(result.desired.node_ips.values()),
+                                             node_eligible(snapshot, self.node.name)) if self.health else []
+        self.problem_log.update(result.desired.problems + tuple(health_problems))
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
         log.log(level, "%s", result.summary())
         return result
@@ -166,6 +172,7 @@ class WatchRequest:
     metrics_addr: str | None = None
     health_max_age: str = "15m"
     cleanup_on_exit: bool = False
+    healthz_bind_address: str = "0.0.0.0:10256"
 
 
 def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
@@ -179,6 +186,8 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
                              lock_file=run.lock_file, lock_timeout=run.lock_timeout)
     listen = parse_listen_address(request.metrics_addr, "--metrics-addr") if request.metrics_addr else None
     max_age = parse_duration(request.health_max_age, "--health-max-age")
+    healthz = parse_listen_address(request.healthz_bind_address, "--healthz-bind-address") \
+        if request.healthz_bind_address else None
     api_client = load_client_config(source.kubeconfig)
     metrics = Metrics()
     if listen:
@@ -187,6 +196,12 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
     watcher = Watcher(api_resources(api_client, source.node_name), runner,
                       NodeIdentity(source.node_name, source.node_ips), options, settings, metrics,
                       origin=api_client.configuration.host)
+    metrics.collectors.append(TrafficMetrics(
+        runner, lambda: watcher.last_result.desired.origins if watcher.last_result else {}).render)
+    watcher.health = HealthServers(lambda: (age := metrics.age()) is not None and age <= max_age,
+                                   lambda: metrics.last_success or None, time.time)
+    if healthz:
+        watcher.health.serve_node(healthz)
 
     def stop(signum, _frame):
         log.warning("%s: finishing the current sync, then exiting", signal.Signals(signum).name)
@@ -195,6 +210,7 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     watcher.run()
+    watcher.health.close()
     if request.cleanup_on_exit:
         with node_lock(run.lock_file, run.lock_timeout):
             plan, _ = remove_owned(runner, options)
