@@ -138,7 +138,7 @@ def test_deleted_service_loses_its_virtual_server_address_and_route(lab, tmp_pat
         doc["items"] = [o for o in doc["items"] if o["metadata"]["name"] not in ("web-sticky", "web-sticky-abcde")]
     report = sync(node3, cluster_file=edited_example(tmp_path, delete_sticky))
     commands = report["commands"]
-    netfilter = commands.index("iptables-legacy-restore -w --noflush <<'EOF'") if "EOF" in commands else len(commands)
+    netfilter = next((i for i, line in enumerate(commands) if line.endswith("<<'EOF'")), len(commands))
     assert commands[:netfilter] == [
         "ip addr del 10.254.0.30/32 dev kube-dummy-if",
         "ip route del local 10.254.0.30 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
