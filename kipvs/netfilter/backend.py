@@ -55,8 +55,9 @@ def _writable(runner: Runner, backend: str) -> bool:
         return False
 
 
-def detect(runner: Runner, mode: str) -> NetfilterFacts:
-    """The facts of the backend to use: `mode` legacy or nft forces it; auto decides."""
+def detect(runner: Runner, mode: str, probe: bool = True) -> NetfilterFacts:
+    """The facts of the backend to use: `mode` legacy or nft forces it; auto decides. `probe` False
+    (dry runs, show): never write, and assume the first backend whose tools answer."""
     if mode != "auto":
         try:
             return read_facts(runner, mode)
@@ -69,8 +70,9 @@ def detect(runner: Runner, mode: str) -> NetfilterFacts:
         except KipvsError as exc:
             reasons.append(f"{backend}: {exc}")
     counts = {b: sum(rule_count(text) for text in texts.values()) for b, texts in saves.items()}
+    probe = probe and not runner.dry_run
     for backend in sorted(saves, key=lambda b: (-counts[b], BACKENDS.index(b))):
-        if counts[backend] > 0 or _writable(runner, backend):
+        if counts[backend] > 0 or not probe or _writable(runner, backend):
             return NetfilterFacts(backend, {f: parse_save(t) for f, t in saves[backend].items()})
         reasons.append(f"{backend}: the kernel refused a write")
     raise NetfilterUnavailable("no usable iptables backend (" + "; ".join(reasons) + ")")

@@ -80,7 +80,7 @@ def netfilter_report(runner: Runner, desired: Desired, snapshot: Snapshot, node_
     """What `show` says about netfilter: backend, drift as the restore input a sync would write, leftovers."""
     want = build_netfilter(desired, snapshot, node_name, options)
     try:
-        facts = detect(runner, options.mode)
+        facts = detect(runner, options.mode, probe=False)  # show never writes, not even a probe
     except NetfilterUnavailable as exc:
         return {"backend": None, "unavailable": str(exc), "commands": [], "leftovers": []}, want
     lines = [line for batch in plan_batches(want.rulesets, facts, Counter()) for line in batch.command_lines()]

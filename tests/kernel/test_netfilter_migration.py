@@ -50,7 +50,7 @@ def test_take_over_from_kube_router_keeps_a_request_loop_answered(cluster, tmp_p
     objects[2]["ports"].append({"name": "alt", "protocol": "TCP", "port": 8080})
     path = tmp_path / "cluster.json"
     path.write_text(json.dumps({"kind": "List", "items": objects}))
-    assert curl("outside", f"http://{VIP}/") == f"3-web {VIP} from {CLIENT}"
+    assert curl("outside", f"http://{VIP}/") == f"3-web {pod.ip} from {CLIENT}"
 
     stop = tmp_path / "stop"
     loop = subprocess.Popen(
@@ -68,7 +68,7 @@ def test_take_over_from_kube_router_keeps_a_request_loop_answered(cluster, tmp_p
         assert curl("outside", f"http://{VIP}:8081/") is None
         removed = node.kipvs("cleanup", "--kube-router-leftovers")
         assert removed.returncode == 0, removed.stderr
-        assert curl("outside", f"http://{VIP}:8081/") == f"3-web {VIP} from {CLIENT}"
+        assert curl("outside", f"http://{VIP}:8081/") == f"3-web {pod.ip} from {CLIENT}"
     finally:
         stop.touch()
         results = loop.communicate(timeout=60)[0].split()

@@ -222,6 +222,14 @@ def test_an_empty_node_gets_nft_unless_the_kernel_refuses_it():
         detect(Tools({}, broken=("nft", "legacy")), "auto")
 
 
+def test_dry_runs_and_show_never_write_a_probe():
+    runner = Tools({}, broken=("nft",))
+    assert detect(runner, "auto", probe=False).backend == "nft"
+    runner.dry_run = True
+    assert detect(runner, "auto").backend == "nft"
+    assert not any("restore" in c for c in runner.calls)
+
+
 def test_a_forced_mode_is_used_or_reported():
     assert detect(Tools({}, broken=("nft",)), "nft").backend == "nft"  # forced: the write will say why
     with pytest.raises(NetfilterUnavailable, match="legacy"):
