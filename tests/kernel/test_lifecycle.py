@@ -222,23 +222,26 @@ def test_local_policy_without_a_local_endpoint_reaches_the_lb_through_the_networ
     node1, node3 = lab.nodes["node1"], lab.nodes["node3"]
     pod3 = lab.add_pod(node3, "3-web")
     client = outside(lab)
+    # The network's router (the nodes' default gateway), which will route LB_IP to the node announcing it.
+    router = outside(lab, "router", "192.168.123.1")
+    subprocess.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
     path = load_balancer(tmp_path / "lb.json", [ep(pod["A"].ip, "node1")], policy="Local")
     for host in (node1, node3):
         sync(host, path, *LB_RANGE)
     assert LB_IP in node1.run("ip", "addr", "show", "kube-dummy-if").stdout
     assert LB_IP not in node3.run("ip", "addr", "show", "dev", "kube-dummy-if").stdout
     assert not any(LB_IP in line for line in node3.ipvs_rules())
-    # An outside client sent to node3 is never balanced to the remote pod (no route onwards yet) ...
+    # An outside client sent to node3 is never balanced by it to the remote pod (node3 only routes it,
+    # and the router has no route for LB_IP yet) ...
     subprocess.run(["ip", "-n", client, "route", "add", f"{LB_IP}/32", "via", node3.ip], check=True)
     assert _curl(client, f"http://{LB_IP}/") is None
     # ... while through node1 (which announces it) the pod sees the client's own address.
     subprocess.run(["ip", "-n", client, "route", "replace", f"{LB_IP}/32", "via", node1.ip], check=True)
     assert _curl(client, f"http://{LB_IP}/") == f"1-web {pod['A'].ip} from {OUTSIDE_IP}"
-    # The load balancer (here a router announcing LB_IP via node1) gives node3's pod and node3 their way.
-    router = outside(lab, "router", "192.168.123.1")
-    subprocess.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+    # Once the router routes LB_IP to node1, node3's pod and node3 itself reach it through the network.
     subprocess.run(["ip", "-n", router, "route", "add", f"{LB_IP}/32", "via", node1.ip], check=True)
-    assert _curl(pod3.name, f"http://{LB_IP}/") == f"1-web {pod['A'].ip} from {pod3.ip}"
+    expected = f"1-web {pod['A'].ip} from {pod3.ip}"
+    assert wait_until(lambda: _curl(pod3.name, f"http://{LB_IP}/") == expected, 6), _curl(pod3.name, f"http://{LB_IP}/")
     assert node3.curl(f"http://{LB_IP}/") == f"1-web {pod['A'].ip} from {node3.ip}"
 
 
