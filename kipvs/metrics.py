@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,7 +99,15 @@ class Metrics:
             return "\n".join(lines + extra) + "\n"
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    def server_bind(self):
+        # HTTPServer.server_bind looks the address's name up (getfqdn): on a node whose DNS does not
+        # answer that costs seconds per server, inside the sync that opens health checks.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
@@ -139,7 +148,7 @@ def serve(metrics: Metrics, address: tuple[str, int], max_age: float) -> Threadi
 def listen(address: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str) -> ThreadingHTTPServer:
     """An HTTP server on (host, port), IPv6 when the host is, answering from a daemon thread.
     Raises OSError when the address cannot be bound."""
-    server_class = _IPv6Server if ":" in address[0] else ThreadingHTTPServer
+    server_class = _IPv6Server if ":" in address[0] else _Server
     server = server_class(address, handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name=name, daemon=True).start()

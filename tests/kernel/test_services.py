@@ -75,7 +75,7 @@ def test_health_check_node_port_node_healthz_and_service_metrics(cluster, tmp_pa
     control(sock, op="apply", object=slice_)
 
     # node3 has one ready endpoint of web-hc: 200; node2 has none: 503. Asked from node1, on the node IPs.
-    assert wait_until(lambda: http(node1, f"http://{node3.ip}:{HC_PORT}/")[0] == 200, 30), logs()
+    assert wait_until(lambda: http(node1, f"http://{node3.ip}:{HC_PORT}/")[0] == 200, 60), logs()
     code, body = http(node1, f"http://{node3.ip}:{HC_PORT}/any/path")
     assert code == 200 and json.loads(body) == {"service": {"namespace": "default", "name": "web-hc"},
                                                 "localEndpoints": 1, "serviceProxyHealthy": True}

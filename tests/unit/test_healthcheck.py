@@ -165,3 +165,18 @@ def test_a_bad_healthz_bind_address_is_a_one_line_error_before_anything_runs(tmp
                      "--lock-file", str(tmp_path / "lock")])
     assert result.exit_code == 2 and "--healthz-bind-address '10256': expected IP:PORT" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_opening_a_server_never_looks_its_address_up(monkeypatch):
+    """HTTPServer's own bind resolves the address's name: seconds per server where DNS does not answer."""
+    def no_dns(*_):
+        raise AssertionError("name lookup")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    servers = HealthServers(lambda: True, lambda: None, lambda: 0.0)
+    port = free_port()
+    try:
+        assert servers.update({("default", "web"): HealthCheck("default", "web", port, 1)}, ["127.0.0.1"]) == []
+        assert get(f"http://127.0.0.1:{port}/")[0] == 200
+    finally:
+        servers.close()
