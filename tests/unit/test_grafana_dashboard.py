@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from kipvs.metrics import Metrics
+from kipvs.service_metrics import render_traffic
 
 DASHBOARD = Path(__file__).resolve().parent.parent.parent / "deploy" / "grafana-dashboard.json"
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
@@ -12,7 +13,9 @@ HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 def exported() -> set[str]:
     """Series names in /metrics: each `# TYPE` name, and a histogram's _bucket/_sum/_count series."""
     names = set()
-    for line in Metrics().render().splitlines():
+    metrics = Metrics()
+    metrics.collectors.append(lambda: render_traffic({}, {}))  # the per-Service series watch adds
+    for line in metrics.render().splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split()
             names |= {name + s for s in HISTOGRAM_SERIES} if kind == "histogram" else {name}
@@ -40,7 +43,7 @@ def test_every_queried_metric_exists_in_kipvs_metrics():
     assert used and used <= exported(), used - exported()
     # what an operator looks for first: sync duration, errors, what is programmed
     assert {"kipvs_sync_duration_seconds_bucket", "kipvs_sync_errors_total", "kipvs_virtual_servers",
-            "kipvs_real_servers", "kipvs_services"} <= used
+            "kipvs_real_servers", "kipvs_services", "kipvs_service_cps", "kipvs_service_bps_in"} <= used
 
 
 def test_exported_names_are_read_from_metrics_render():
