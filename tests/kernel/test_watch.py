@@ -55,6 +55,7 @@ def watching(cluster, tmp_path):
     watch = subprocess.Popen(["ip", "netns", "exec", "node3", PYTHON, "-m", "kipvs", "-v", "watch",
                               "--kubeconfig", str(kubeconfig), "--node-name", "node3", *RANGES,
                               "--min-sync-period", "50ms", "--metrics-addr", "127.0.0.1:9254",
+                              "--ipvs-graceful-period", "2s", "--drain-record", str(tmp_path / "draining.json"),
                               "--lock-file", str(tmp_path / "kipvs.lock")], stderr=log, cwd=REPO)
     cluster.processes.append(watch)
     node3 = cluster.nodes["node3"]
@@ -89,10 +90,14 @@ def test_watch_follows_the_api_into_the_kernel(watching):
     sticky = objects[("Service", "web-sticky")]
     sticky["metadata"]["annotations"] = {"kube-router.io/service.scheduler": "lc"}
     visible_after(node3, sock, sticky, lambda rules: "-A -t 10.254.0.30:80 -s lc -p 600" in rules)
-    # Scaling to zero leaves an empty virtual server: refused locally, nothing leaks.
+    # Scaling to zero: the real servers the curls above still count (TIME_WAIT) drain at weight 0, so
+    # new connections are refused locally and nothing leaks; watch's own re-check deletes them once
+    # the grace period (2s here) has passed, with no further event.
     web_slice["endpoints"] = []
-    visible_after(node3, sock, web_slice, lambda rules: not any(r.startswith("-a -t 10.254.0.20:80") for r in rules))
+    visible_after(node3, sock, web_slice, lambda rules: all(r.endswith(" -w 0") for r in rules
+                                                            if r.startswith("-a -t 10.254.0.20:80")))
     assert node3.curl("http://10.254.0.20/", seconds=2) is None
+    assert wait_until(lambda: not any(r.startswith("-a -t 10.254.0.20:80") for r in node3.ipvs_rules()), 20)
     # Deleting a service removes its virtual server.
     control(sock, op="delete", kind="Service", name="web-dual", namespace="default")
     assert wait_until(lambda: not any("10.254.0.50" in r for r in node3.ipvs_rules()), 20)
