@@ -114,6 +114,9 @@ class _Expander:
         self.protected: set[str] = set()
         self.hold = False
         self.backends: dict[tuple[str, int], BackendInfo] = {}
+        # Every key each Service asked for, won or not: who gets a key depends only on who asks for it
+        # (kipvs.incremental recomputes a changed Service with the others asking for its keys).
+        self.claims: dict[tuple[str, str], list[tuple]] = {}
 
     def problem(self, service: ServiceSpec, path: str, message: str) -> None:
         self.problems.append(Problem(service.ref, path, message))
@@ -224,6 +227,7 @@ class _Expander:
     def place(self, placement: _Placement, schedule: dict) -> None:
         service, port = placement.service, placement.port
         key = (port.protocol, placement.ip, placement.vport)
+        self.claims.setdefault((service.namespace, service.name), []).append(key)
         label = VirtualServer(port.protocol, placement.ip, placement.vport).label()
         if self.options.excluded(placement.ip):
             self.skipped.append(f"{service.ref}: {label} is inside --excluded-cidrs")

@@ -114,31 +114,61 @@ def check_interface(kernel: KernelFacts, interface: str) -> None:
                           f"({kind or 'a network device'}): refusing to manage its addresses")
 
 
-def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
-    """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the desired state needs to know about this node, besides the cluster objects."""
+
+    node_ips: dict[int, str]
+    local_ips: list[str]
+    host_addresses: frozenset[str]
+    problems: tuple = ()
+
+
+def node_facts(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> NodeFacts:
     node_problems: list = []
     node_ips = node_ips_for(node, snapshot, kernel, options.interface, node_problems)
     local_ips = [a.ip for a in kernel.net.addresses
                  if a.interface not in (options.interface, "lo") and a.scope == "global"]
-    desired = build_desired(snapshot, node.name, node_ips, options, local_ips, host_addresses(kernel.net, options))
-    if node_problems:
-        desired = replace(desired, problems=tuple(node_problems) + desired.problems)
-    for family in sorted({family_of(ip) for ip in desired.addresses} - set(node_ips)):
-        log.error("no IPv%d node IP for node %s: NodePorts and route sources of that family are skipped "
-                  "(pass --node-ip)", family, node.name)
+    return NodeFacts(node_ips, local_ips, host_addresses(kernel.net, options), tuple(node_problems))
+
+
+def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
+    """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
+    facts = node_facts(snapshot, node, options, kernel)
+    desired = build_desired(snapshot, node.name, facts.node_ips, options, facts.local_ips, facts.host_addresses)
+    if facts.problems:
+        desired = replace(desired, problems=facts.problems + desired.problems)
+    warn_missing_families(desired, node)
     return desired
 
 
+def warn_missing_families(desired: Desired, node: NodeIdentity) -> None:
+    for family in sorted({family_of(ip) for ip in desired.addresses} - set(desired.node_ips)):
+        log.error("no IPv%d node IP for node %s: NodePorts and route sources of that family are skipped "
+                  "(pass --node-ip)", family, node.name)
+
+
 def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
-              progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None) -> SyncResult:
+              progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None,
+              planner: Callable[..., Desired] = compute) -> SyncResult:
     """`progress` hears each phase (a terminal shows it; elsewhere it is a log line). `known`: the
-    kernel as the previous sync verified it, to plan from without reading it again (watch mode)."""
+    kernel as the previous sync verified it, to plan from without reading it again (watch mode).
+    `planner`: how the desired state is computed (watch keeps its own, see kipvs.incremental)."""
     started = time.monotonic()
     progress("reading the kernel")
     kernel = known if known is not None else read_kernel_or_empty(runner)
     check_interface(kernel, options.interface)
     progress(f"planning {len(snapshot.services)} services")
-    desired = compute(snapshot, node, options, kernel)
+    desired = planner(snapshot, node, options, kernel)
+    return apply_and_verify(runner, desired, kernel, options, progress, started)
+
+
+def apply_and_verify(runner: Runner, desired: Desired, kernel: KernelFacts, options: ProxyOptions,
+                     progress: Callable[[str], None] = lambda phase: None, started: float | None = None,
+                     scope: Callable[[KernelFacts], KernelFacts] | None = None) -> SyncResult:
+    """Plan `desired` against `kernel`, apply, verify. `scope`: `desired` and `kernel` cover only part
+    of the node (watch's event syncs), and what verification reads back is narrowed the same way."""
+    started = time.monotonic() if started is None else started
     plan = plan_sync(desired, kernel, options)
     if not plan.empty:
         progress(f"applying {len(plan.command_lines())} commands")
@@ -146,7 +176,7 @@ def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: P
     result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel)
     if not runner.dry_run and not plan.empty:
         progress("verifying")
-        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan)
+        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan, scope)
         for line in result.remaining[:20]:
             log.error("still differs after sync: %s", line)
     result.seconds = time.monotonic() - started
@@ -159,11 +189,13 @@ SETTLE_ROUNDS = 1
 
 
 def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions,
-           plan: Plan) -> tuple[list[str], KernelFacts]:
+           plan: Plan, scope: Callable[[KernelFacts], KernelFacts] | None = None) -> tuple[list[str], KernelFacts]:
     """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
     what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
     VIP as source, and that route must be repaired once it is there. Re-reads only what the
-    applied batches could change. Returns what still differs, and the kernel as last read."""
+    applied batches could change. Returns what still differs, and the kernel as last read (not narrowed
+    by `scope`, which applies to planning only)."""
+    scope = scope or (lambda kernel: kernel)
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
     after = reread(runner, before, _tools(plan), _touched(plan))
@@ -173,12 +205,12 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
         waited += 0.1
         after = reread(runner, after, {"ip"})
     for _ in range(SETTLE_ROUNDS):
-        again = plan_sync(desired, after, options)
+        again = plan_sync(desired, scope(after), options)
         if again.empty:
             return [], after
         runner.apply(again.batches)
         after = reread(runner, after, _tools(again), _touched(again))
-    return plan_sync(desired, after, options).command_lines(), after
+    return plan_sync(desired, scope(after), options).command_lines(), after
 
 
 def _tools(plan: Plan) -> set[str]:

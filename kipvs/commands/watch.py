@@ -13,17 +13,20 @@ import logging
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duration,
                           parse_listen_address)
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
+from kipvs.desired import Desired
 from kipvs.facts.kernel import KernelFacts
+from kipvs.incremental import IncrementalDesired, KernelIndex
 from kipvs.lock import node_lock
 from kipvs.metrics import Metrics, serve
 from kipvs.output import ProblemLog
-from kipvs.reconcile import NodeIdentity, SyncResult, check_complete, remove_owned, sync_once
+from kipvs.reconcile import (NodeIdentity, SyncResult, apply_and_verify, check_complete, node_facts, remove_owned,
+                             sync_once, warn_missing_families)
 from kipvs.runner import Runner
 from kipvs.sources import Snapshot
 from kipvs.sources.reflector import Backoff, Reflector, Resource
@@ -76,7 +79,10 @@ class Watcher:
         self.problem_log = ProblemLog()
         # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
         # of reading thousands of rules again; the periodic full resync reads the kernel for real.
-        self.verified: KernelFacts | None = None
+        self.kernel: KernelIndex | None = None
+        # Every Service's desired state, kept between syncs: an event recomputes only what it affects.
+        self.state: IncrementalDesired | None = None
+        self.sync_lock = threading.Lock()  # syncs never overlap (tests call sync() beside the loop)
         self.reflectors = [
             Reflector(r, self._changed, self.stop, settings.watch_timeout, settings.read_grace,
                       settings.request_timeout, Backoff(settings.backoff_initial, settings.backoff_cap))
@@ -94,33 +100,77 @@ class Watcher:
         return all(r.synced.is_set() for r in self.reflectors)
 
     def sync(self, full: bool = True) -> SyncResult | None:
+        """`full`: read the kernel and recompute every Service (the periodic resync, which repairs
+        drift); otherwise only what changed since the last sync, planned against the kernel that sync
+        verified (a full sync all the same when there is no such kernel, or after a re-list)."""
+        with self.sync_lock:
+            return self._sync(full)
+
+    def _sync(self, full: bool) -> SyncResult | None:
         lock = node_lock(self.settings.lock_file, self.settings.lock_timeout) if self.settings.lock_file \
             else nullcontext()
         started = time.monotonic()
+        (services_relisted, services), (slices_relisted, slices), (nodes_relisted, nodes) = \
+            (r.drain() for r in self.reflectors)
+        full = full or self.state is None or self.kernel is None or services_relisted or slices_relisted or \
+            ((nodes_relisted or bool(nodes)) and self._node_changed())
         try:
-            snapshot = self.snapshot()
-            # Without this node's Node, NodePorts and node IPs are unknown: stop, as kube-router does.
-            check_complete(snapshot, self.node, from_file=False)
-            with lock:
-                result = sync_once(self.runner, snapshot, self.node, self.options,
-                                   known=None if full else self.verified)
+            if full:
+                snapshot = self.snapshot()
+                # Without this node's Node, NodePorts and node IPs are unknown: stop, as kube-router does.
+                check_complete(snapshot, self.node, from_file=False)
+                with lock:
+                    result = sync_once(self.runner, snapshot, self.node, self.options, planner=self._rebuild)
+                self.kernel = KernelIndex(result.kernel_after, self.options.interface) \
+                    if result.converged and result.kernel_after is not None else None
+            else:
+                with lock:
+                    result = self._sync_change(services, slices, started)
         except KipvsError as exc:
             log.error("sync failed: %s", exc)
             self.metrics.observe_error()
-            self.verified = None
+            self.kernel = None  # the next sync reads the kernel and recomputes everything
             return None
-        self.verified = result.kernel_after if result.converged else None
-        desired = result.desired
         self.metrics.observe_sync(time.monotonic() - started, result.converged, len(result.plan.command_lines()),
-                                  len({(o.namespace, o.name) for o in desired.origins.values()}),
-                                  len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers),
-                                  len(result.remaining))
+                                  *self.state.counts(), len(result.remaining))
         self.last_result = result
         self.sync_count += 1
         self.problem_log.update(result.desired.problems)
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
-        log.log(level, "%s", result.summary())
+        if full:
+            log.log(level, "%s", result.summary())
+        else:
+            log.log(level, "sync of %d changed service(s): %s", self.state.last_planned, result.summary())
         return result
+
+    def _rebuild(self, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
+        """The planner of a full sync: every Service recomputed, kept for the event syncs that follow."""
+        facts = node_facts(snapshot, node, options, kernel)
+        self.state = IncrementalDesired(node.name, facts.node_ips, facts.local_ips, options, facts.host_addresses,
+                                        facts.problems)
+        self.state.rebuild(snapshot.services, snapshot.endpoint_slices)
+        desired = self.state.desired()
+        warn_missing_families(desired, node)
+        return desired
+
+    def _sync_change(self, services: dict, slices: dict, started: float) -> SyncResult:
+        """Recompute the changed Services (and those sharing their virtual servers); plan and verify
+        only their virtual servers, addresses and routes against the verified kernel."""
+        index = self.kernel
+        change = self.state.apply(services, slices)
+        desired = replace(self.state.view(change), problems=self.state.problems())
+        result = apply_and_verify(self.runner, desired, index.view(change), self.options, started=started,
+                                  scope=lambda kernel: index.narrow(kernel, change))
+        if result.converged and result.kernel_after is not None:
+            index.update(result.kernel_after, change)
+        else:
+            self.kernel = None
+        return result
+
+    def _node_changed(self) -> bool:
+        """Whether this node's Node now gives other node IPs (its heartbeats alone change nothing)."""
+        snapshot = Snapshot(nodes=self.reflectors[2].items())
+        return node_facts(snapshot, self.node, self.options, self.kernel.kernel).node_ips != self.state.node_ips
 
     def run(self) -> None:
         for reflector in self.reflectors:

@@ -74,6 +74,9 @@ class Reflector:
         self.backoff = backoff or Backoff()
         self.lock = threading.Lock()
         self.cache: dict[tuple[str, str], dict] = {}
+        # What changed since the consumer last drained: keys of objects, or everything after a list.
+        self.changed: set[tuple[str, str]] = set()
+        self.relisted = False
         self.resource_version = ""
         self.synced = threading.Event()
         self.stats = ReflectorStats()
@@ -82,6 +85,14 @@ class Reflector:
     def items(self) -> tuple[dict, ...]:
         with self.lock:
             return tuple(self.cache.values())
+
+    def drain(self) -> tuple[bool, dict[tuple[str, str], dict | None]]:
+        """(whether the cache was listed anew, so anything may have changed; the objects changed since
+        the last drain by key, None for a deleted one), and start counting afresh."""
+        with self.lock:
+            relisted, changed = self.relisted, {key: self.cache.get(key) for key in self.changed}
+            self.relisted, self.changed = False, set()
+        return relisted, changed
 
     def start(self) -> "Reflector":
         self.thread.start()
@@ -113,6 +124,7 @@ class Reflector:
         with self.lock:
             vanished = set(self.cache) - set(fresh)
             self.cache = fresh
+            self.relisted, self.changed = True, set()
             self.resource_version = rv
         self.stats.lists += 1
         if vanished:
@@ -162,6 +174,7 @@ class Reflector:
                 self.cache.pop(_key(obj), None)
             else:
                 self.cache[_key(obj)] = obj
+            self.changed.add(_key(obj))
             if rv:
                 self.resource_version = rv
         self.stats.events += 1
