@@ -10,6 +10,7 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -355,6 +356,7 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
     node = raw.get("nodeName")
     if not isinstance(node, str):
         node = r.str(node, f"{path}.nodeName")
+    node = sys.intern(node)  # a few node names shared by every endpoint
     target = raw.get("targetRef")
     if isinstance(target, dict):
         pod = target.get("name")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, find_node, node_ips_of,
                            parse_endpoint_slice, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
+from kipvs.gc_pause import gc_paused
 from kipvs.model import RealServer, VirtualServer, family_of
 from kipvs.sources import Snapshot
 
@@ -37,7 +38,7 @@ SCHED_FLAG_NAMES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Which Service (and port) a virtual server stands for, and how it is reached."""
 
@@ -47,7 +48,7 @@ class Origin:
     kind: str  # ClusterIP, NodePort, ExternalIP, LoadBalancer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per endpoint: slots keep 500,000 of them small
 class BackendInfo:
     pod: str
     node: str
@@ -278,6 +279,12 @@ def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], 
                   local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset()) -> Desired:
     """`local_ips`: this host's global addresses outside the dummy interface (for --nodeport-bindon-all-ip);
     `host_addresses`: every address of this host outside the dummy interface (never a service address)."""
+    with gc_paused():
+        return _build_desired(snapshot, node_name, node_ips, options, local_ips, host_addresses)
+
+
+def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
+                   local_ips: list[str] | None, host_addresses: frozenset[str]) -> Desired:
     problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]

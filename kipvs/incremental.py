@@ -16,6 +16,7 @@ from kipvs.cluster import EndpointIndex, EndpointSliceSpec, Problem, ServiceSpec
 from kipvs.config import ProxyOptions
 from kipvs.desired import BackendInfo, Desired, Origin, _Expander, _precedence
 from kipvs.facts.kernel import KernelFacts
+from kipvs.gc_pause import gc_paused
 from kipvs.model import NetFacts, VirtualServer
 
 Ref = tuple[str, str]  # (namespace, name)
@@ -125,11 +126,12 @@ class IncrementalDesired:
     def rebuild(self, services, slices) -> Change:
         """Everything from scratch (the first sync and each periodic full resync)."""
         self._reset()
-        for obj in slices:
-            self._set_slice(object_key(obj), obj)
-        for obj in services:
-            self._set_service(object_key(obj), obj)
-        return self._expand(set(self.services))
+        with gc_paused():
+            for obj in slices:
+                self._set_slice(object_key(obj), obj)
+            for obj in services:
+                self._set_service(object_key(obj), obj)
+            return self._expand(set(self.services))
 
     def apply(self, services: dict[Ref, dict | None], slices: dict[Ref, dict | None]) -> Change:
         """Objects changed since the last build, by (namespace, name) (None: deleted): recompute what

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired
 from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
+from kipvs.gc_pause import gc_paused
 from kipvs.model import LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
 from kipvs.routes import check_routes, delete_line
 from kipvs.runner import Batch
@@ -158,6 +159,11 @@ def plan_sysctls(kernel: KernelFacts, plan: Plan) -> list[str]:
 
 
 def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
+    with gc_paused():
+        return _plan_sync(desired, kernel, options)
+
+
+def _plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
     plan = Plan()
     ip_lines = plan_addresses(desired, kernel.net, options, plan)
     ipvs_lines = plan_ipvs(desired, kernel, options, plan)

@@ -14,6 +14,7 @@ import sys
 import yaml
 
 from kipvs.errors import ClusterUnavailable
+from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot, snapshot_from_objects
 
 # A 50,000-Service dump with 10 endpoints each is about 300 MB of JSON; refuse what is far beyond.
@@ -85,6 +86,11 @@ def _load_yaml(text: str, origin: str) -> list:
 
 
 def parse_cluster_text(text: str, origin: str) -> Snapshot:
+    with gc_paused():
+        return _parse_cluster_text(text, origin)
+
+
+def _parse_cluster_text(text: str, origin: str) -> Snapshot:
     try:
         if text.lstrip().startswith(("{", "[")):
             try:
@@ -97,6 +103,7 @@ def parse_cluster_text(text: str, origin: str) -> Snapshot:
     except RecursionError:
         raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump") from None
     objects = [obj for doc in documents for obj in _flatten(doc)]
+    del documents  # the objects are all that is kept
     snapshot = snapshot_from_objects(objects, origin)
     if not (snapshot.services or snapshot.endpoint_slices or snapshot.nodes):
         raise ClusterUnavailable(f"{origin}: no Service, EndpointSlice or Node in it "
@@ -135,13 +142,16 @@ def _read_bytes(path: str, origin: str) -> bytes:
     return data
 
 
-def read_cluster_file(path: str) -> Snapshot:
-    origin = "stdin" if path == "-" else path
-    data = _read_bytes(path, origin)
+def _decode(data: bytes, origin: str) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ClusterUnavailable(f"{origin}: not UTF-8 text (byte {exc.start}): is it a kubectl dump?") from None
+
+
+def read_cluster_file(path: str) -> Snapshot:
+    origin = "stdin" if path == "-" else path
+    text = _decode(_read_bytes(path, origin), origin)  # the bytes are not kept while the text is parsed
     if "\x00" in text:
         raise ClusterUnavailable(f"{origin}: binary data, not a kubectl dump")
     return parse_cluster_text(text, origin)
