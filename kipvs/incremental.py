@@ -41,8 +41,6 @@ class _Outcome:
 
     claims: tuple[Key, ...]
     won: tuple[Key, ...]
-    problems: tuple[Problem, ...]
-    skipped: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,11 @@ class IncrementalDesired:
         self.backends: dict[tuple[str, int], BackendInfo] = {}
         self.protected: dict[Ref, frozenset[str]] = {}
         self.holding: set[Ref] = set()
+        # Only the Services that have some: an event must not walk every Service to list them.
+        self.expand_problems: dict[Ref, tuple[Problem, ...]] = {}
+        self.skipped: dict[Ref, tuple[str, ...]] = {}
         self.real_server_count = 0
+        self.serving = 0  # Services with at least one virtual server
         self.last_planned = 0  # Services recomputed by the last build or change (the tests count them)
 
     # --- input ---
@@ -174,8 +176,11 @@ class IncrementalDesired:
         outcome = self.outcomes.pop(ref, None)
         self.protected.pop(ref, None)
         self.holding.discard(ref)
+        self.expand_problems.pop(ref, None)
+        self.skipped.pop(ref, None)
         if outcome is None:
             return set(), set()
+        self.serving -= bool(outcome.won)
         for key in outcome.claims:
             others = self.claimants.get(key)
             if others is not None:
@@ -229,8 +234,12 @@ class IncrementalDesired:
                 self.claimants.setdefault(key, []).append(ref)
             keys.update(claims)
             ips.update(key[1] for key in claims)
-            self.outcomes[ref] = _Outcome(claims, tuple(won_of.get(ref, ())), tuple(problems_of.get(ref, ())),
-                                          tuple(skipped_of.get(ref, ())))
+            self.outcomes[ref] = _Outcome(claims, tuple(won_of.get(ref, ())))
+            self.serving += ref in won_of
+            if ref in problems_of:
+                self.expand_problems[ref] = tuple(problems_of[ref])
+            if ref in skipped_of:
+                self.skipped[ref] = tuple(skipped_of[ref])
             if spec.malformed:
                 self.protected[ref] = frozenset(spec.cluster_ips) | {e.ip for e in spec.externals}
                 if not spec.addresses_known:
@@ -246,8 +255,8 @@ class IncrementalDesired:
             found += problems
         for problems in self.slice_problems.values():
             found += problems
-        for outcome in self.outcomes.values():
-            found += outcome.problems
+        for problems in self.expand_problems.values():
+            found += problems
         return tuple(found)
 
     def _desired(self, servers, addresses, origins) -> Desired:
@@ -255,7 +264,7 @@ class IncrementalDesired:
             virtual_servers=tuple(servers), addresses=tuple(addresses), node_ips=dict(self.node_ips),
             origins=origins, backends=self.backends,
             protected_addresses=frozenset().union(*self.protected.values()), hold_removals=bool(self.holding),
-            problems=self.problems(), skipped=tuple(line for o in self.outcomes.values() for line in o.skipped))
+            problems=self.problems(), skipped=tuple(line for lines in self.skipped.values() for line in lines))
 
     def desired(self) -> Desired:
         """Everything, as build_desired gives it."""
@@ -270,7 +279,7 @@ class IncrementalDesired:
 
     def counts(self) -> tuple[int, int, int]:
         """(Services with a virtual server, virtual servers, real servers), without walking them."""
-        return sum(1 for o in self.outcomes.values() if o.won), len(self.servers), self.real_server_count
+        return self.serving, len(self.servers), self.real_server_count
 
 
 class KernelIndex:

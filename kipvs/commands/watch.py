@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duration,
                           parse_listen_address)
@@ -158,8 +158,7 @@ class Watcher:
         only their virtual servers, addresses and routes against the verified kernel."""
         index = self.kernel
         change = self.state.apply(services, slices)
-        desired = replace(self.state.view(change), problems=self.state.problems())
-        result = apply_and_verify(self.runner, desired, index.view(change), self.options, started=started,
+        result = apply_and_verify(self.runner, self.state.view(change), index.view(change), self.options, started=started,
                                   scope=lambda kernel: index.narrow(kernel, change))
         if result.converged and result.kernel_after is not None:
             index.update(result.kernel_after, change)
