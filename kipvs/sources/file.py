@@ -11,8 +11,6 @@ import os
 import re
 import sys
 
-import yaml
-
 from kipvs.errors import ClusterUnavailable
 from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot, snapshot_from_objects
@@ -23,7 +21,6 @@ MAX_BYTES = int(os.environ.get("KIPVS_MAX_CLUSTER_FILE_BYTES", 1 << 30))
 # makes the data larger than the text (a "billion laughs" bomb) is refused.
 ALIAS_SLACK = 10_000
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C loader when present: ~10x faster
 # libyaml's composer recurses in C without a limit: nesting deep enough to overflow the stack kills
 # the process, so it is measured (cheaply) first. kubectl's output nests about 10 levels.
 MAX_NESTING = 200
@@ -70,10 +67,19 @@ def _check_nesting(text: str, origin: str) -> None:
             raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump")
 
 
+def yaml_loader():
+    """libyaml's C loader when PyYAML was built with it (~20x faster than the pure-Python one)."""
+    import yaml  # only a YAML dump needs it
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(text: str, origin: str) -> list:
+    import yaml
+
     _check_nesting(text, origin)
     try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
+        documents = list(yaml.load_all(text, Loader=yaml_loader()))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
