@@ -405,6 +405,33 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
     return EndpointSliceSpec(namespace, service, family, tuple(ports), tuple(endpoints))
 
 
+class ParsedEndpointSlice(NamedTuple):
+    """An EndpointSlice parsed while its file was decoded (see `parse_slices_early`): `spec` is None
+    for a slice kipvs skips; `problems` are reported when the desired state is built, as they would be."""
+
+    spec: EndpointSliceSpec | None
+    problems: tuple[Problem, ...]
+
+
+def parse_slices_early(obj: dict):
+    """A `json.loads` object_hook: each EndpointSlice becomes its compact parsed form as soon as it
+    is decoded, so a dump's 500,000 endpoint dicts are never all in memory at once (file mode's
+    peak was mostly those)."""
+    if obj.get("kind") != "EndpointSlice":
+        return obj
+    problems: list[Problem] = []
+    spec = parse_endpoint_slice(obj, problems)
+    return ParsedEndpointSlice(spec, tuple(problems))
+
+
+def endpoint_slice_spec(obj, problems: list[Problem]) -> EndpointSliceSpec | None:
+    """parse_endpoint_slice, for a raw object or one parsed early."""
+    if isinstance(obj, ParsedEndpointSlice):
+        problems.extend(obj.problems)
+        return obj.spec
+    return parse_endpoint_slice(obj, problems)
+
+
 class EndpointIndex:
     """The endpoints of each Service, from its slices, by (namespace, service)."""
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, find_node, node_ips_of,
-                           parse_endpoint_slice, parse_service, shown)
+from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec, find_node,
+                           node_ips_of, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
 from kipvs.gc_pause import gc_paused
 from kipvs.model import RealServer, VirtualServer, family_of
@@ -287,7 +287,7 @@ def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str],
                    local_ips: list[str] | None, host_addresses: frozenset[str]) -> Desired:
     problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
-    slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]
+    slices = [s for s in (endpoint_slice_spec(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
                          host_addresses)
     expander.expand(services)

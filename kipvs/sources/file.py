@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from kipvs.cluster import ParsedEndpointSlice, parse_slices_early
 from kipvs.errors import ClusterUnavailable
 from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot, snapshot_from_objects
@@ -31,12 +32,15 @@ _DEEP_BLOCK = re.compile(r"^ {%d,}\S|(?:[-?] +){%d,}" % (MAX_NESTING * 2, MAX_NE
 
 def _flatten(document) -> list[dict]:
     """A `List` (kubectl's -o yaml/json of several kinds) or a single object."""
+    if isinstance(document, ParsedEndpointSlice):
+        return [document]
     if not isinstance(document, dict):
         return []
     kind = document.get("kind")
     if (isinstance(kind, str) and kind.endswith("List")) or ("items" in document and "kind" not in document):
         items = document.get("items")
-        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        return [item for item in items if isinstance(item, (dict, ParsedEndpointSlice))] \
+            if isinstance(items, list) else []
     return [document]
 
 
@@ -100,7 +104,7 @@ def _parse_cluster_text(text: str, origin: str) -> Snapshot:
     try:
         if text.lstrip().startswith(("{", "[")):
             try:
-                documents = [json.loads(text)]
+                documents = [json.loads(text, object_hook=parse_slices_early)]
             except json.JSONDecodeError as exc:
                 raise ClusterUnavailable(f"{origin}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
                                          f"{exc.msg}") from None
