@@ -34,7 +34,8 @@ from kipvs.model import NetFacts  # noqa: E402
 from kipvs.plan import plan_sync  # noqa: E402
 from kipvs.incremental import IncrementalDesired, KernelIndex, object_key  # noqa: E402
 from kipvs.sources.file import parse_cluster_text, read_cluster_file  # noqa: E402
-from kipvs.sources.reflector import Reflector, Resource  # noqa: E402
+from kipvs.commands.watch import api_resources  # noqa: E402
+from kipvs.sources.reflector import Reflector  # noqa: E402
 
 OPTIONS = ProxyOptions()
 
@@ -156,8 +157,8 @@ def measure_watch_memory(services: int, endpoints: int) -> dict:
     gc.collect()
     tracemalloc.start()
     stop = threading.Event()
-    caches = {kind: Reflector(Resource(kind, "v1", lambda **_: None), lambda _kind: None, stop)
-              for kind in ("Service", "EndpointSlice", "Node")}
+    caches = {resource.kind: Reflector(resource, lambda _kind: None, stop)
+              for resource in api_resources(None)}
     for line in lines:
         event = json.loads(line)
         caches[event["object"]["kind"]]._apply(event)

@@ -411,6 +411,14 @@ class ParsedEndpointSlice(NamedTuple):
 
     spec: EndpointSliceSpec | None
     problems: tuple[Problem, ...]
+    key: tuple[str, str] = ("", "")  # the slice's (namespace, name) as the reflector keys it
+
+
+def parse_endpoint_slice_early(obj: dict) -> ParsedEndpointSlice:
+    problems: list[Problem] = []
+    spec = parse_endpoint_slice(obj, problems)
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return ParsedEndpointSlice(spec, tuple(problems), (meta.get("namespace") or "", meta.get("name") or ""))
 
 
 def parse_slices_early(obj: dict):
@@ -419,9 +427,7 @@ def parse_slices_early(obj: dict):
     peak was mostly those)."""
     if obj.get("kind") != "EndpointSlice":
         return obj
-    problems: list[Problem] = []
-    spec = parse_endpoint_slice(obj, problems)
-    return ParsedEndpointSlice(spec, tuple(problems))
+    return parse_endpoint_slice_early(obj)
 
 
 def endpoint_slice_spec(obj, problems: list[Problem]) -> EndpointSliceSpec | None:

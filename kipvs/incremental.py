@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from kipvs.cluster import EndpointIndex, EndpointSliceSpec, Problem, ServiceSpec, parse_endpoint_slice, parse_service
+from kipvs.cluster import (EndpointIndex, EndpointSliceSpec, ParsedEndpointSlice, Problem, ServiceSpec,
+                           endpoint_slice_spec, parse_service)
 from kipvs.config import ProxyOptions
 from kipvs.desired import BackendInfo, Desired, Origin, _Expander, _precedence
 from kipvs.facts.kernel import KernelFacts
@@ -106,7 +107,7 @@ class IncrementalDesired:
             self.slices_of.get((old.namespace, old.service), {}).pop(key, None)
         if obj is not None:
             problems: list[Problem] = []
-            spec = parse_endpoint_slice(obj, problems)
+            spec = endpoint_slice_spec(obj, problems)
             if problems:
                 self.slice_problems[key] = tuple(problems)
             self.slices[key] = spec
@@ -130,12 +131,12 @@ class IncrementalDesired:
         self._reset()
         with gc_paused():
             for obj in slices:
-                self._set_slice(object_key(obj), obj)
+                self._set_slice(normal_key(obj.key) if isinstance(obj, ParsedEndpointSlice) else object_key(obj), obj)
             for obj in services:
                 self._set_service(object_key(obj), obj)
             return self._expand(set(self.services))
 
-    def apply(self, services: dict[Ref, dict | None], slices: dict[Ref, dict | None]) -> Change:
+    def apply(self, services: dict[Ref, dict | None], slices: dict[Ref, object]) -> Change:
         """Objects changed since the last build, by (namespace, name) (None: deleted): recompute what
         they can affect."""
         dirty: set[Ref] = set()
@@ -317,14 +318,16 @@ class KernelIndex:
         rules = tuple(vs for vs in kernel.rules if vs.key in change.keys)
         return replace(kernel, rules=rules, net=replace(net, addresses=addresses, local_routes=tuple(routes)))
 
-    def update(self, after: KernelFacts, change: Change) -> None:
-        """Take in what an event sync verified: `after` holds at least the rules of `change`'s keys."""
+    def update(self, view: KernelFacts, after: KernelFacts, change: Change) -> None:
+        """Take in what an event sync planned from `view` and verified as `after` (which holds at
+        least the rules of `change`'s keys, and the whole net when it was read again)."""
         found = {vs.key: vs for vs in after.rules if vs.key in change.keys}
         for key in change.keys:
             if key in found:
                 self.rules[key] = found[key]
             else:
                 self.rules.pop(key, None)
-        if after.net is not self.kernel.net:
+        if after.net is not view.net:  # read again: the whole net (the view's is narrowed)
             self._index_net(after.net)
-        self.kernel = replace(self.kernel, net=after.net, sysctls=after.sysctls)
+            self.kernel = replace(self.kernel, net=after.net)
+        self.kernel = replace(self.kernel, sysctls=after.sysctls)

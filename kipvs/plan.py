@@ -32,6 +32,11 @@ class Plan:
     def command_lines(self) -> list[str]:
         return [line for b in self.batches for line in b.command_lines()]
 
+    @property
+    def command_count(self) -> int:
+        """len(command_lines()), without building them."""
+        return sum(len(b.lines) for b in self.batches)
+
     def summary(self) -> str:
         if self.empty:
             return "nothing to change"

@@ -132,8 +132,9 @@ class Runner:
             if not batch.lines:
                 continue
             argv = BATCH_ARGV[batch.tool]
-            for line in batch.command_lines():
-                log.info("%s", line)
+            if log.isEnabledFor(logging.INFO):  # 15,000 lines of a full sync: not built when not logged
+                for line in batch.command_lines():
+                    log.info("%s", line)
             if batch.tool == "sysctl":
                 argv, stdin = argv + list(batch.lines), None
             else:

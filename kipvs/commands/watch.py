@@ -19,6 +19,7 @@ from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duratio
                           parse_listen_address)
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
+from kipvs.cluster import parse_endpoint_slice_early
 from kipvs.desired import Desired
 from kipvs.facts.kernel import KernelFacts
 from kipvs.incremental import IncrementalDesired, KernelIndex
@@ -58,7 +59,8 @@ def api_resources(api_client, node_name: str | None = None) -> list[Resource]:
     list_node = functools.partial(core.list_node, field_selector=f"metadata.name={node_name}") \
         if node_name else core.list_node
     return [Resource("Service", "v1", core.list_service_for_all_namespaces),
-            Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces),
+            Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces,
+                     compact=parse_endpoint_slice_early),
             Resource("Node", "v1", list_node)]
 
 
@@ -131,7 +133,7 @@ class Watcher:
             self.metrics.observe_error()
             self.kernel = None  # the next sync reads the kernel and recomputes everything
             return None
-        self.metrics.observe_sync(time.monotonic() - started, result.converged, len(result.plan.command_lines()),
+        self.metrics.observe_sync(time.monotonic() - started, result.converged, result.plan.command_count,
                                   *self.state.counts(), len(result.remaining))
         self.last_result = result
         self.sync_count += 1
@@ -158,10 +160,11 @@ class Watcher:
         only their virtual servers, addresses and routes against the verified kernel."""
         index = self.kernel
         change = self.state.apply(services, slices)
-        result = apply_and_verify(self.runner, self.state.view(change), index.view(change), self.options, started=started,
+        view = index.view(change)
+        result = apply_and_verify(self.runner, self.state.view(change), view, self.options, started=started,
                                   scope=lambda kernel: index.narrow(kernel, change))
         if result.converged and result.kernel_after is not None:
-            index.update(result.kernel_after, change)
+            index.update(view, result.kernel_after, change)
         else:
             self.kernel = None
         return result

@@ -54,6 +54,8 @@ class Resource:
     kind: str
     api_version: str
     list_call: Callable  # e.g. CoreV1Api.list_service_for_all_namespaces
+    # What the cache keeps of each object (EndpointSlices: their parsed form, a fraction of the dicts).
+    compact: Callable[[dict], object] | None = None
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -120,7 +122,8 @@ class Reflector:
     def _list_then_watch(self) -> None:
         items, rv = list_all(self.resource.list_call, self.resource.kind, self.resource.api_version,
                              self.request_timeout, gone=Gone)
-        fresh = {_key(obj): obj for obj in items}
+        compact = self.resource.compact or (lambda obj: obj)
+        fresh = {_key(obj): compact(obj) for obj in items}
         with self.lock:
             vanished = set(self.cache) - set(fresh)
             self.cache = fresh
@@ -173,7 +176,7 @@ class Reflector:
             if kind == "DELETED":
                 self.cache.pop(_key(obj), None)
             else:
-                self.cache[_key(obj)] = obj
+                self.cache[_key(obj)] = self.resource.compact(obj) if self.resource.compact else obj
             self.changed.add(_key(obj))
             if rv:
                 self.resource_version = rv

@@ -1,6 +1,7 @@
 """Watch mode's incremental desired state: after any change it equals a full build_desired, and an
 event recomputes only the Services that change can affect (counted)."""
 import random
+from dataclasses import replace
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import build_desired
@@ -130,3 +131,20 @@ def test_the_event_plan_diffs_only_the_change_against_the_verified_kernel():
         "ip addr del 10.96.0.6/32 dev kube-dummy-if",
         "ip route del local 10.96.0.6 dev kube-dummy-if table local proto kernel src 192.168.1.10 metric 0",
         "ipvsadm -D -t 10.96.0.6:80"]
+
+
+def test_an_event_that_reads_back_only_ipvs_keeps_the_other_addresses_indexed():
+    """After an endpoint change (verified without reading the net again), a later event that deletes
+    another Service still sees that Service's address on the dummy interface, and removes it."""
+    state = state_of(many(50))
+    index = KernelIndex(converged_kernel(state.desired()), "kube-dummy-if")
+    changed = eps("s3", [ep("10.1.0.4"), ep("10.2.0.9")])
+    change = state.apply({}, {object_key(changed): changed})
+    view = index.view(change)
+    plan = plan_sync(state.view(change), view, OPTS)
+    rules = tuple(vs for vs in view.rules if vs.key not in change.keys) + tuple(state.view(change).virtual_servers)
+    index.update(view, replace(view, rules=rules), change)  # what settle returns when only ipvsadm was re-read
+    assert plan.command_count == 1
+    change = state.apply({("default", "s20"): None}, {})
+    lines = plan_sync(state.view(change), index.view(change), OPTS).command_lines()
+    assert lines[0] == "ip addr del 10.96.0.21/32 dev kube-dummy-if" and lines[-1] == "ipvsadm -D -t 10.96.0.21:80"
