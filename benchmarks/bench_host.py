@@ -31,6 +31,7 @@ from kipvs.facts.iproute import parse_links, parse_route_list  # noqa: E402
 from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts  # noqa: E402
 from kipvs.model import NetFacts  # noqa: E402
 from kipvs.plan import plan_sync  # noqa: E402
+from kipvs.runner import DryRunRunner  # noqa: E402
 from kipvs.incremental import IncrementalDesired, KernelIndex, object_key  # noqa: E402
 from kipvs.sources.file import parse_cluster_text, read_cluster_file  # noqa: E402
 from kipvs.commands.watch import api_resources  # noqa: E402
@@ -99,12 +100,14 @@ def file_mode(path: str) -> None:
     started = time.perf_counter()
     snapshot = read_cluster_file(path)
     desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, OPTIONS)
-    lines = plan_sync(desired, KernelFacts(), OPTIONS).command_lines()
+    plan = plan_sync(desired, KernelFacts(), OPTIONS)
+    with open(os.devnull, "w") as out:  # what --dry-run does with the plan: print it
+        DryRunRunner(out).apply(plan.batches)
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux keeps the parent's high-water mark in ru_maxrss across fork+exec.
     with open("/proc/self/status") as status:
         peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024, "commands": len(lines)}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024, "commands": plan.command_count}))
 
 
 def measure_file_mode(services: int, endpoints: int, directory: str) -> dict:
