@@ -19,7 +19,7 @@ from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duratio
                           parse_listen_address)
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
-from kipvs.cluster import parse_endpoint_slice_early
+from kipvs.cluster import find_node, parse_endpoint_slice_early
 from kipvs.desired import Desired
 from kipvs.facts.kernel import KernelFacts
 from kipvs.incremental import IncrementalDesired, KernelIndex
@@ -170,8 +170,11 @@ class Watcher:
         return result
 
     def _node_changed(self) -> bool:
-        """Whether this node's Node now gives other node IPs (its heartbeats alone change nothing)."""
+        """Whether this node's Node is gone or now gives other node IPs (its heartbeats alone change
+        nothing); a full sync then applies it, or stops as it does without the Node."""
         snapshot = Snapshot(nodes=self.reflectors[2].items())
+        if find_node(snapshot.nodes, self.node.name) is None:
+            return True
         return node_facts(snapshot, self.node, self.options, self.kernel.kernel).node_ips != self.state.node_ips
 
     def run(self) -> None:
