@@ -11,6 +11,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -393,6 +394,7 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
     node = raw.get("nodeName")
     if not isinstance(node, str):
         node = r.str(node, f"{path}.nodeName")
+    node = sys.intern(node)  # a few node names shared by every endpoint
     target = raw.get("targetRef")
     if isinstance(target, dict):
         pod = target.get("name")
@@ -463,6 +465,39 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
             endpoints.append(endpoint)
     r.finish()
     return EndpointSliceSpec(namespace, service, family, tuple(ports), tuple(endpoints))
+
+
+class ParsedEndpointSlice(NamedTuple):
+    """An EndpointSlice parsed while its file was decoded (see `parse_slices_early`): `spec` is None
+    for a slice kipvs skips; `problems` are reported when the desired state is built, as they would be."""
+
+    spec: EndpointSliceSpec | None
+    problems: tuple[Problem, ...]
+    key: tuple[str, str] = ("", "")  # the slice's (namespace, name) as the reflector keys it
+
+
+def parse_endpoint_slice_early(obj: dict) -> ParsedEndpointSlice:
+    problems: list[Problem] = []
+    spec = parse_endpoint_slice(obj, problems)
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return ParsedEndpointSlice(spec, tuple(problems), (meta.get("namespace") or "", meta.get("name") or ""))
+
+
+def parse_slices_early(obj: dict):
+    """A `json.loads` object_hook: each EndpointSlice becomes its compact parsed form as soon as it
+    is decoded, so a dump's 500,000 endpoint dicts are never all in memory at once (file mode's
+    peak was mostly those)."""
+    if obj.get("kind") != "EndpointSlice":
+        return obj
+    return parse_endpoint_slice_early(obj)
+
+
+def endpoint_slice_spec(obj, problems: list[Problem]) -> EndpointSliceSpec | None:
+    """parse_endpoint_slice, for a raw object or one parsed early."""
+    if isinstance(obj, ParsedEndpointSlice):
+        problems.extend(obj.problems)
+        return obj.spec
+    return parse_endpoint_slice(obj, problems)
 
 
 class EndpointIndex:

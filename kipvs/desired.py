@@ -17,10 +17,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, find_node, node_ips_of,
-                           node_zone_of, parse_endpoint_slice, parse_service, shown)
+from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec, find_node,
+                           node_ips_of, node_zone_of, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
 from kipvs.endpoints import select
+from kipvs.gc_pause import gc_paused
 from kipvs.model import RealServer, VirtualServer, family_of
 from kipvs.sources import Snapshot
 from kipvs.topology import SAME_ZONE, closest
@@ -40,7 +41,7 @@ SCHED_FLAG_NAMES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Which Service (and port) a virtual server stands for, and how it is reached."""
 
@@ -50,7 +51,7 @@ class Origin:
     kind: str  # ClusterIP, NodePort, ExternalIP, LoadBalancer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per endpoint: slots keep 500,000 of them small
 class BackendInfo:
     pod: str
     node: str
@@ -125,6 +126,9 @@ class _Expander:
         self.backends: dict[tuple[str, int], BackendInfo] = {}
         self.held: dict[tuple, frozenset[tuple[str, int]]] = {}
         self.unbound: set[tuple] = set()  # Local-policy external virtual servers without a local endpoint
+        # Every key each Service asked for, won or not: who gets a key depends only on who asks for it
+        # (kipvs.incremental recomputes a changed Service with the others asking for its keys).
+        self.claims: dict[tuple[str, str], list[tuple]] = {}
 
     def problem(self, service: ServiceSpec, path: str, message: str) -> None:
         self.problems.append(Problem(service.ref, path, message))
@@ -271,6 +275,7 @@ class _Expander:
     def place(self, placement: _Placement, schedule: dict) -> None:
         service, port = placement.service, placement.port
         key = (port.protocol, placement.ip, placement.vport)
+        self.claims.setdefault((service.namespace, service.name), []).append(key)
         label = VirtualServer(port.protocol, placement.ip, placement.vport).label()
         if self.options.excluded(placement.ip):
             self.skipped.append(f"{service.ref}: {label} is inside --excluded-cidrs")
@@ -326,7 +331,7 @@ class _Expander:
             del self.servers[key]
             self.held.pop(key, None)
             self.addresses.pop(key[1], None)
-            self.skipped.append(f"{origin.namespace}/{origin.name}: {VirtualServer(*key).label()} not bound: "
+            self.skipped.append(f"Service {origin.namespace}/{origin.name}: {VirtualServer(*key).label()} not bound: "
                                 "externalTrafficPolicy Local and no endpoint on this node")
 
     def node_port_addresses(self, families: list[int]) -> list[str]:
@@ -341,14 +346,23 @@ def _precedence(service: ServiceSpec) -> tuple:
 
 
 def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
-                  local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset()) -> Desired:
+                  local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset(),
+                  zone: str | None = None) -> Desired:
     """`local_ips`: this host's global addresses outside the dummy interface (for --nodeport-bindon-all-ip);
-    `host_addresses`: every address of this host outside the dummy interface (never a service address)."""
+    `host_addresses`: every address of this host outside the dummy interface (never a service address);
+    `zone`: this node's zone label (None: read from its Node in the snapshot)."""
+    with gc_paused():
+        return _build_desired(snapshot, node_name, node_ips, options, local_ips, host_addresses, zone)
+
+
+def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
+                   local_ips: list[str] | None, host_addresses: frozenset[str], zone: str | None) -> Desired:
     problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
-    slices = [s for s in (parse_endpoint_slice(obj, problems) for obj in snapshot.endpoint_slices) if s]
+    slices = [s for s in (endpoint_slice_spec(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
-                         host_addresses, node_zone_of(find_node(snapshot.nodes, node_name), problems))
+                         host_addresses, node_zone_of(find_node(snapshot.nodes, node_name), problems) if zone is None
+                         else zone)
     expander.expand(services)
     return Desired(
         virtual_servers=tuple(expander.servers.values()),

@@ -41,6 +41,11 @@ def record_key(service: tuple, server: tuple[str, int]) -> str:
     return f"{VirtualServer(*service).label()} {host_port(*server)}"
 
 
+def drained_service(name: str) -> str:
+    """The virtual server's label in a record name (`TCP 10.0.0.1:80`)."""
+    return name.rsplit(" ", 1)[0]
+
+
 def leaving(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> dict[tuple, list[RealServer]]:
     """Real servers the plan would delete from virtual servers that stay, where draining applies."""
     if not options.graceful_termination:

@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from kipvs.cluster import SERVICE_NAME_LABEL, Problem, find_node, parse_endpoint_slice, parse_service
+from kipvs.cluster import (SERVICE_NAME_LABEL, ParsedEndpointSlice, Problem, endpoint_slice_spec, find_node,
+                           parse_service)
 from kipvs.metrics import listen
 from kipvs.sources import Snapshot
 
@@ -46,6 +47,23 @@ def _raw_spec(obj) -> dict:
     return spec if isinstance(spec, dict) else {}
 
 
+def wants_health_check(obj) -> bool:
+    """A LoadBalancer Service with externalTrafficPolicy Local and a health check port (unparsed: cheap)."""
+    spec = _raw_spec(obj)
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local" and \
+        spec.get("healthCheckNodePort") is not None
+
+
+def _service_name(obj) -> str | None:
+    """The Service an EndpointSlice belongs to, without parsing its endpoints (watch keeps slices parsed)."""
+    if isinstance(obj, ParsedEndpointSlice):
+        return obj.spec.service if obj.spec else None
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    name = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def wanted_checks(snapshot: Snapshot, node_name: str) -> dict[tuple[str, str], HealthCheck]:
     """The health checks this node serves, with its ready local endpoints per Service.
 
@@ -54,9 +72,7 @@ def wanted_checks(snapshot: Snapshot, node_name: str) -> dict[tuple[str, str], H
     scratch: list[Problem] = []
     ports: dict[tuple[str, str], int] = {}
     for obj in snapshot.services:
-        spec = _raw_spec(obj)
-        if spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local" or \
-                spec.get("healthCheckNodePort") is None:
+        if not wants_health_check(obj):
             continue
         service = parse_service(obj, scratch)
         if service.health_check_node_port and service.name and not service.skip_reason:
@@ -64,12 +80,9 @@ def wanted_checks(snapshot: Snapshot, node_name: str) -> dict[tuple[str, str], H
     local: dict[tuple[str, str], set[str]] = {key: set() for key in ports}
     names = {name for _, name in ports}
     for obj in snapshot.endpoint_slices:
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        labels = meta.get("labels") if isinstance(meta, dict) else None
-        name = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
-        if not isinstance(name, str) or name not in names:
+        if _service_name(obj) not in names:
             continue
-        parsed = parse_endpoint_slice(obj, scratch)
+        parsed = endpoint_slice_spec(obj, scratch)
         if parsed and (parsed.namespace, parsed.service) in local:
             local[(parsed.namespace, parsed.service)].update(
                 e.ip for e in parsed.endpoints if e.ready and e.node == node_name)

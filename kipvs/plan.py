@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired
 from kipvs.facts.kernel import CONN_REUSE_MODE, IPVS_SYSCTLS, OSRELEASE, STRICT_ARP_SYSCTLS, KernelFacts
+from kipvs.gc_pause import gc_paused
 from kipvs.model import LocalRoute, NetFacts, RealServer, VirtualServer, family_of, host_port
 from kipvs.routes import check_routes, delete_line
 from kipvs.runner import Batch
@@ -30,6 +31,11 @@ class Plan:
 
     def command_lines(self) -> list[str]:
         return [line for b in self.batches for line in b.command_lines()]
+
+    @property
+    def command_count(self) -> int:
+        """len(command_lines()), without building them."""
+        return sum(len(b.lines) for b in self.batches)
 
     def summary(self) -> str:
         if self.empty:
@@ -198,6 +204,11 @@ def plan_timeouts(kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> lis
 
 
 def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
+    with gc_paused():
+        return _plan_sync(desired, kernel, options)
+
+
+def _plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
     plan = Plan()
     ip_lines = plan_addresses(desired, kernel.net, options, plan)
     ipvs_lines = plan_ipvs(desired, kernel, options, plan) + plan_timeouts(kernel, options, plan)

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from kipvs.config import ProxyOptions, SourceOptions
-from kipvs.cluster import find_node, node_ips_of
+from kipvs.cluster import find_node, node_ips_of, node_zone_of
 from kipvs.desired import Desired, build_desired
-from kipvs.draining import Drain, drain, leaving
+from kipvs.draining import Drain, drain, drained_service, leaving
 from kipvs.errors import ConfigError
 from kipvs.facts.ipvs_conns import read_connections
 from kipvs.facts.ipvs_timeouts import read_timeouts
 from kipvs.facts.ipvsadm import service_key_of_line
-from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, reread
+from kipvs.facts.kernel import TARGETED_VERIFY_MAX, KernelFacts, read_kernel, read_kernel_or_empty, reread
 from kipvs.model import family_of
 from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
 from kipvs.plan import Plan, plan_cleanup, plan_sync
@@ -123,18 +123,34 @@ def check_interface(kernel: KernelFacts, interface: str) -> None:
                           f"({kind or 'a network device'}): refusing to manage its addresses")
 
 
-def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
-    """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the desired state needs to know about this node, besides the cluster objects."""
+
+    node_ips: dict[int, str]
+    local_ips: list[str]
+    host_addresses: frozenset[str]
+    problems: tuple = ()
+    zone: str = ""  # topology.kubernetes.io/zone of this node's Node
+
+
+def node_facts(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> NodeFacts:
     node_problems: list = []
     node_ips = node_ips_for(node, snapshot, kernel, options.interface, node_problems)
     local_ips = [a.ip for a in kernel.net.addresses
                  if a.interface not in (options.interface, "lo") and a.scope == "global"]
-    desired = build_desired(snapshot, node.name, node_ips, options, local_ips, host_addresses(kernel.net, options))
-    if node_problems:
-        desired = replace(desired, problems=tuple(node_problems) + desired.problems)
-    for family in sorted({family_of(ip) for ip in desired.addresses} - set(node_ips)):
-        log.error("no IPv%d node IP for node %s: NodePorts and route sources of that family are skipped "
-                  "(pass --node-ip)", family, node.name)
+    zone = node_zone_of(find_node(snapshot.nodes, node.name), node_problems)
+    return NodeFacts(node_ips, local_ips, host_addresses(kernel.net, options), tuple(node_problems), zone)
+
+
+def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
+    """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
+    facts = node_facts(snapshot, node, options, kernel)
+    desired = build_desired(snapshot, node.name, facts.node_ips, options, facts.local_ips, facts.host_addresses,
+                            facts.zone)
+    if facts.problems:
+        desired = replace(desired, problems=facts.problems + desired.problems)
+    warn_missing_families(desired, node)
     return desired
 
 
@@ -152,17 +168,22 @@ def load_record(runner: Runner, path: str | None) -> dict[str, float]:
 
 
 def with_draining(runner: Runner, desired: Desired, kernel: KernelFacts, options: ProxyOptions,
-                  keep_record: bool) -> tuple[Desired, list[Drain]]:
+                  keep_record: bool, partial: bool = False) -> tuple[Desired, list[Drain]]:
     """Keep the real servers that still have connections at weight 0 (kipvs.draining); the kernel's
-    counters are read only for the virtual servers that lose a real server."""
+    counters are read only for the virtual servers that lose a real server. `partial`: `desired` and
+    `kernel` cover only some virtual servers (watch's event syncs), so the record's other drains keep
+    their clocks."""
     candidates = leaving(desired, kernel, options)
-    if not candidates:
-        if keep_record and options.drain_record and runner.read_file(options.drain_record) not in (None, "{}"):
-            _keep(runner, options.drain_record, {})
-        return desired, []
-    counters = read_connections(runner, set(candidates))
     record = load_record(runner, options.drain_record)
-    desired, drains, new_record = drain(desired, candidates, counters, record, time.time(), options)
+    drains: list[Drain] = []
+    new_record: dict[str, float] = {}
+    if candidates:
+        counters = read_connections(runner, set(candidates))
+        desired, drains, new_record = drain(desired, candidates, counters, record, time.time(), options)
+    if partial:
+        seen = {vs.label() for vs in desired.virtual_servers} | {vs.label() for vs in kernel.rules}
+        new_record = {**{name: since for name, since in record.items() if drained_service(name) not in seen},
+                      **new_record}
     if keep_record and options.drain_record and new_record != record:
         _keep(runner, options.drain_record, new_record)
     return desired, drains
@@ -184,32 +205,59 @@ def with_timeouts(runner: Runner, kernel: KernelFacts, options: ProxyOptions) ->
     return kernel
 
 
+def warn_missing_families(desired: Desired, node: NodeIdentity) -> None:
+    for family in sorted({family_of(ip) for ip in desired.addresses} - set(desired.node_ips)):
+        log.error("no IPv%d node IP for node %s: NodePorts and route sources of that family are skipped "
+                  "(pass --node-ip)", family, node.name)
+
+
 def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
-              progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None) -> SyncResult:
+              progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None,
+              planner: Callable[..., Desired] = compute) -> SyncResult:
     """`progress` hears each phase (a terminal shows it; elsewhere it is a log line). `known`: the
-    kernel as the previous sync verified it, to plan from without reading it again (watch mode)."""
+    kernel as the previous sync verified it, to plan from without reading it again (watch mode).
+    `planner`: how the desired state is computed (watch keeps its own, see kipvs.incremental)."""
     started = time.monotonic()
     progress("reading the kernel")
     kernel = known if known is not None else read_kernel_or_empty(runner)
     check_interface(kernel, options.interface)
     kernel = with_timeouts(runner, kernel, options)
     progress(f"planning {len(snapshot.services)} services")
-    desired, drains = with_draining(runner, compute(snapshot, node, options, kernel), kernel, options,
-                                    keep_record=not runner.dry_run)
-    plan = plan_sync(desired, kernel, options)
-    if not plan.empty:
-        progress(f"applying {len(plan.command_lines())} commands")
-    runner.apply(plan.batches)
-    result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel, drains=drains)
-    if not runner.dry_run and not plan.empty:
-        progress("verifying")
-        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan)
-    if options.netfilter is not None:
-        _merge_netfilter(result, sync_netfilter(runner, desired, snapshot, node.name, options.netfilter))
+    desired = planner(snapshot, node, options, kernel)
+    result = apply_and_verify(runner, desired, kernel, options, progress, started)
+    with_netfilter(runner, result, result.desired, snapshot, node.name, options)
     for line in result.remaining[:20]:
         log.error("still differs after sync: %s", line)
     result.seconds = time.monotonic() - started
     return result
+
+
+def apply_and_verify(runner: Runner, desired: Desired, kernel: KernelFacts, options: ProxyOptions,
+                     progress: Callable[[str], None] = lambda phase: None, started: float | None = None,
+                     scope: Callable[[KernelFacts], KernelFacts] | None = None) -> SyncResult:
+    """Plan `desired` against `kernel`, apply, verify. `scope`: `desired` and `kernel` cover only part
+    of the node (watch's event syncs), and what verification reads back is narrowed the same way."""
+    started = time.monotonic() if started is None else started
+    desired, drains = with_draining(runner, desired, kernel, options, keep_record=not runner.dry_run,
+                                    partial=scope is not None)
+    plan = plan_sync(desired, kernel, options)
+    if not plan.empty:
+        progress(f"applying {plan.command_count} commands")
+    runner.apply(plan.batches)
+    result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel, drains=drains)
+    if not runner.dry_run and not plan.empty:
+        progress("verifying")
+        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan, scope)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def with_netfilter(runner: Runner, result: SyncResult, desired: Desired, snapshot: Snapshot, node_name: str,
+                   options: ProxyOptions) -> None:
+    """Netfilter after IPVS: its rules come from the whole desired state (`desired`, which an event
+    sync's `result` only has a part of); its commands and problems join the result."""
+    if options.netfilter is not None:
+        _merge_netfilter(result, sync_netfilter(runner, desired, snapshot, node_name, options.netfilter))
 
 
 def _merge_netfilter(result: SyncResult, outcome: NetfilterOutcome) -> None:
@@ -228,11 +276,13 @@ SETTLE_ROUNDS = 1
 
 
 def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions,
-           plan: Plan) -> tuple[list[str], KernelFacts]:
+           plan: Plan, scope: Callable[[KernelFacts], KernelFacts] | None = None) -> tuple[list[str], KernelFacts]:
     """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
     what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
     VIP as source, and that route must be repaired once it is there. Re-reads only what the
-    applied batches could change. Returns what still differs, and the kernel as last read."""
+    applied batches could change. Returns what still differs, and the kernel as last read (not narrowed
+    by `scope`, which applies to planning only)."""
+    scope = scope or (lambda kernel: kernel)
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
     after = reread(runner, before, _tools(plan), _touched(plan))
@@ -242,21 +292,31 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
         waited += 0.1
         after = reread(runner, after, {"ip"})
     for _ in range(SETTLE_ROUNDS):
-        again = plan_sync(desired, after, options)
+        again = plan_sync(desired, scope(after), options)
         if again.empty:
             return [], after
         runner.apply(again.batches)
         after = reread(runner, after, _tools(again), _touched(again))
-    return plan_sync(desired, after, options).command_lines(), after
+    return plan_sync(desired, scope(after), options).command_lines(), after
 
 
 def _tools(plan: Plan) -> set[str]:
     return {batch.tool for batch in plan.batches if batch.lines}
 
 
-def _touched(plan: Plan) -> set[tuple]:
-    return {service_key_of_line(line) for batch in plan.batches if batch.tool == "ipvsadm" for line in batch.lines
-            if not line.startswith("--set")}
+def _touched(plan: Plan) -> set[tuple] | None:
+    """The services the ipvsadm lines act on; None (read the whole table) as soon as there are more
+    than are verified one by one: parsing 13,000 lines of a full sync only to learn that took ~1 s
+    in the lab guest."""
+    touched: set[tuple] = set()
+    for batch in plan.batches:
+        for line in batch.lines if batch.tool == "ipvsadm" else ():
+            if line.startswith("--set"):
+                continue
+            touched.add(service_key_of_line(line))
+            if len(touched) > TARGETED_VERIFY_MAX:
+                return None
+    return touched
 
 
 def _kernel_made_routes(kernel: KernelFacts, addresses: set[str]) -> set[str]:

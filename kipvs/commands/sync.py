@@ -1,6 +1,8 @@
 """`kipvs sync`: one reconcile of IPVS, service addresses and local routes, verified afterwards."""
 from __future__ import annotations
 
+import time
+
 from kipvs.config import ProxyOptions, RunOptions, SourceOptions
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus
@@ -10,10 +12,12 @@ from kipvs.reconcile import load_cluster, sync_once
 
 
 def run_sync(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions) -> ExitStatus:
+    started = time.monotonic()
     snapshot, node = load_cluster(source)
     runner = env.runner(run.dry_run, run.command_timeout, collect=run.json)
     with writer_lock(run.dry_run, run.lock_file, run.lock_timeout), progress_reporter(env) as progress:
         result = sync_once(runner, snapshot, node, options, progress)
+    result.seconds = time.monotonic() - started  # the time reported includes reading and parsing the cluster
     report_problems(result.desired.problems)
     if run.json:
         emit_json(env, {"counts": dict(result.plan.counts), "commands": result.plan.command_lines(),

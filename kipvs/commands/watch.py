@@ -13,18 +13,22 @@ import logging
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duration,
                           parse_listen_address)
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
+from kipvs.cluster import find_node, parse_endpoint_slice_early
+from kipvs.desired import Desired
 from kipvs.facts.kernel import KernelFacts
-from kipvs.healthcheck import HealthServers, node_eligible, wanted_checks
+from kipvs.healthcheck import HealthServers, node_eligible, wanted_checks, wants_health_check
+from kipvs.incremental import Change, IncrementalDesired, KernelIndex
 from kipvs.lock import node_lock
 from kipvs.metrics import Metrics, serve
 from kipvs.output import ProblemLog
-from kipvs.reconcile import NodeIdentity, SyncResult, check_complete, remove_owned, sync_once
+from kipvs.reconcile import (NodeIdentity, SyncResult, apply_and_verify, check_complete, node_facts, remove_owned,
+                             sync_once, warn_missing_families, with_netfilter)
 from kipvs.runner import Runner
 from kipvs.service_metrics import TrafficMetrics
 from kipvs.sources import Snapshot
@@ -58,7 +62,8 @@ def api_resources(api_client, node_name: str | None = None) -> list[Resource]:
     list_node = functools.partial(core.list_node, field_selector=f"metadata.name={node_name}") \
         if node_name else core.list_node
     return [Resource("Service", "v1", core.list_service_for_all_namespaces),
-            Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces),
+            Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces,
+                     compact=parse_endpoint_slice_early),
             Resource("Node", "v1", list_node)]
 
 
@@ -80,8 +85,15 @@ class Watcher:
         self.health: HealthServers | None = None  # healthCheckNodePort servers, when run_watch serves them
         # The kernel as the last converged sync verified it: event-driven syncs plan from it instead
         # of reading thousands of rules again; the periodic full resync reads the kernel for real.
-        self.verified: KernelFacts | None = None
         self.drain_check_at = float("inf")  # monotonic time of the next re-check of draining servers
+        self.draining: set[tuple] = set()  # virtual servers with a draining real server (re-checked)
+        self.last_change: Change | None = None  # what the last event sync recomputed
+        self.health_problems: list = []  # from the last health-check update
+        self.netfilter_problems: tuple = ()  # from the last netfilter sync (event syncs may skip it)
+        self.kernel: KernelIndex | None = None
+        # Every Service's desired state, kept between syncs: an event recomputes only what it affects.
+        self.state: IncrementalDesired | None = None
+        self.sync_lock = threading.Lock()  # syncs never overlap (tests call sync() beside the loop)
         self.reflectors = [
             Reflector(r, self._changed, self.stop, settings.watch_timeout, settings.read_grace,
                       settings.request_timeout, Backoff(settings.backoff_initial, settings.backoff_cap))
@@ -99,39 +111,129 @@ class Watcher:
         return all(r.synced.is_set() for r in self.reflectors)
 
     def sync(self, full: bool = True) -> SyncResult | None:
+        """`full`: read the kernel and recompute every Service (the periodic resync, which repairs
+        drift); otherwise only what changed since the last sync, planned against the kernel that sync
+        verified (a full sync all the same when there is no such kernel, or after a re-list)."""
+        with self.sync_lock:
+            return self._sync(full)
+
+    def _sync(self, full: bool) -> SyncResult | None:
         lock = node_lock(self.settings.lock_file, self.settings.lock_timeout) if self.settings.lock_file \
             else nullcontext()
         started = time.monotonic()
+        (services_relisted, services), (slices_relisted, slices), (nodes_relisted, nodes) = \
+            (r.drain() for r in self.reflectors)
+        full = full or self.state is None or self.kernel is None or services_relisted or slices_relisted or \
+            ((nodes_relisted or bool(nodes)) and self._node_changed())
         try:
-            snapshot = self.snapshot()
-            # Without this node's Node, NodePorts and node IPs are unknown: stop, as kube-router does.
-            check_complete(snapshot, self.node, from_file=False)
-            with lock:
-                result = sync_once(self.runner, snapshot, self.node, self.options,
-                                   known=None if full else self.verified)
+            if full:
+                snapshot = self.snapshot()
+                # Without this node's Node, NodePorts and node IPs are unknown: stop, as kube-router does.
+                check_complete(snapshot, self.node, from_file=False)
+                with lock:
+                    result = sync_once(self.runner, snapshot, self.node, self.options, planner=self._rebuild)
+                self.kernel = KernelIndex(result.kernel_after, self.options.interface) \
+                    if result.converged and result.kernel_after is not None else None
+            else:
+                with lock:
+                    result = self._sync_change(services, slices, started)
         except KipvsError as exc:
             log.error("sync failed: %s", exc)
             self.metrics.observe_error()
-            self.verified = None
+            self.kernel = None  # the next sync reads the kernel and recomputes everything
             if self.drain_check_at != float("inf"):  # try the drains again later, not in a tight loop
                 self.drain_check_at = time.monotonic() + self.settings.drain_recheck
             return None
-        self.verified = result.kernel_after if result.converged else None
-        desired = result.desired
-        self.metrics.observe_sync(time.monotonic() - started, result.converged, len(result.plan.command_lines()),
-                                  len({(o.namespace, o.name) for o in desired.origins.values()}),
-                                  len(desired.virtual_servers), sum(len(v.real_servers) for v in desired.virtual_servers),
-                                  len(result.remaining))
+        self.metrics.observe_sync(time.monotonic() - started, result.converged, result.plan.command_count,
+                                  *self.state.counts(), len(result.remaining))
         self.last_result = result
-        self.drain_check_at = time.monotonic() + self.settings.drain_recheck if result.drains else float("inf")
+        self._track_drains(result, None if full else self.last_change)
         self.sync_count += 1
-        health_problems = self.health.update(wanted_checks(snapshot, self.node.name),
-                                             list(result.desired.node_ips.values()),
-                                             node_eligible(snapshot, self.node.name)) if self.health else []
-        self.problem_log.update(result.desired.problems + tuple(health_problems))
+        if self.health and (full or self._health_affected(services, bool(nodes))):
+            snapshot = self.snapshot()
+            self.health_problems = self.health.update(wanted_checks(snapshot, self.node.name),
+                                                      list(result.desired.node_ips.values()),
+                                                      node_eligible(snapshot, self.node.name))
+        if result.netfilter is not None:
+            self.netfilter_problems = result.netfilter.problems
+        carried = () if result.netfilter is not None else tuple(self.netfilter_problems)
+        self.problem_log.update(result.desired.problems + carried + tuple(self.health_problems))
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
-        log.log(level, "%s", result.summary())
+        if full:
+            log.log(level, "%s", result.summary())
+        else:
+            log.log(level, "sync of %d changed service(s): %s", self.state.last_planned, result.summary())
         return result
+
+    def _rebuild(self, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
+        """The planner of a full sync: every Service recomputed, kept for the event syncs that follow."""
+        facts = node_facts(snapshot, node, options, kernel)
+        self.state = IncrementalDesired(node.name, facts.node_ips, facts.local_ips, options, facts.host_addresses,
+                                        facts.problems, facts.zone)
+        self.state.rebuild(snapshot.services, snapshot.endpoint_slices)
+        desired = self.state.desired()
+        warn_missing_families(desired, node)
+        return desired
+
+    def _sync_change(self, services: dict, slices: dict, started: float) -> SyncResult:
+        """Recompute the changed Services (and those sharing their virtual servers); plan and verify
+        only their virtual servers, addresses and routes against the verified kernel."""
+        index = self.kernel
+        change = self.state.apply(services, slices)
+        if self.draining:  # draining servers are re-checked with every event sync
+            change = replace(change, keys=change.keys | self.draining)
+        self.last_change = change
+        view = index.view(change)
+        wanted = self.state.view(change)
+        result = apply_and_verify(self.runner, wanted, view, self.options, started=started,
+                                  scope=lambda kernel: index.narrow(kernel, change))
+        if self.options.netfilter is not None and (services or self._local_endpoints_changed(wanted, view)):
+            with_netfilter(self.runner, result, self.state.desired(), self.snapshot(), self.node.name, self.options)
+        if result.converged and result.kernel_after is not None:
+            index.update(view, result.kernel_after, change)
+        else:
+            self.kernel = None
+        return result
+
+    def _local_endpoints_changed(self, wanted: Desired, view: KernelFacts) -> bool:
+        """Whether an endpoint event changes netfilter's input: virtual servers come or go, or this node's
+        endpoints among them change (hairpin). Remote endpoint churn, the common event, does not."""
+        if {vs.key for vs in wanted.virtual_servers} != {vs.key for vs in view.rules}:
+            return True
+        backends, node = self.state.backends, self.node.name
+
+        def local(servers) -> set[str]:
+            return {rs.ip for vs in servers for rs in vs.real_servers
+                    if (info := backends.get(rs.key)) is not None and info.node == node}
+        return local(wanted.virtual_servers) != local(view.rules)
+
+    def _track_drains(self, result: SyncResult, change: Change | None) -> None:
+        """Which virtual servers still drain: a full sync sees them all, an event sync only its own."""
+        if change is None:
+            self.draining = set()
+        else:
+            self.draining -= change.keys
+        self.draining |= {d.service for d in result.drains}
+        self.drain_check_at = time.monotonic() + self.settings.drain_recheck if self.draining else float("inf")
+
+    def _health_affected(self, services: dict, nodes_changed: bool) -> bool:
+        """Whether an event sync can change a health check: a checked Service (or its endpoints) changed,
+        a changed Service may now want one, or this node's Node changed (its eligibility)."""
+        return nodes_changed or bool(self.last_change.services & set(self.health.checks)) or \
+            any(wants_health_check(obj) for obj in services.values() if obj is not None)
+
+    def origins(self) -> dict:
+        """Every virtual server's Service, for the traffic metrics (a copy: the sync thread changes it)."""
+        return dict(self.state.origins) if self.state else {}
+
+    def _node_changed(self) -> bool:
+        """Whether this node's Node is gone or now gives other node IPs or another zone (its heartbeats
+        alone change nothing); a full sync then applies it, or stops as it does without the Node."""
+        snapshot = Snapshot(nodes=self.reflectors[2].items())
+        if find_node(snapshot.nodes, self.node.name) is None:
+            return True
+        facts = node_facts(snapshot, self.node, self.options, self.kernel.kernel)
+        return facts.node_ips != self.state.node_ips or facts.zone != self.state.zone
 
     def run(self) -> None:
         for reflector in self.reflectors:
@@ -196,8 +298,7 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
     watcher = Watcher(api_resources(api_client, source.node_name), runner,
                       NodeIdentity(source.node_name, source.node_ips), options, settings, metrics,
                       origin=api_client.configuration.host)
-    metrics.collectors.append(TrafficMetrics(
-        runner, lambda: watcher.last_result.desired.origins if watcher.last_result else {}).render)
+    metrics.collectors.append(TrafficMetrics(runner, watcher.origins).render)
     watcher.health = HealthServers(lambda: (age := metrics.age()) is not None and age <= max_age,
                                    lambda: metrics.last_success or None, time.time)
     if healthz:

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass, replace
 
 from kipvs.errors import CommandFailed
+from kipvs.gc_pause import gc_paused
 from kipvs.model import FORWARD_FLAG, HOST_NETMASK, PROTOCOL_FLAG, RealServer, VirtualServer
 from kipvs.runner import Runner
 
@@ -98,6 +99,11 @@ def real_server_of(fields: dict[str, str]) -> RealServer:
 
 def parse_rules(text: str) -> list[VirtualServer]:
     """`ipvsadm -S -n` output (the same lines `ipvsadm -R` takes) into virtual servers, in kernel order."""
+    with gc_paused():  # hundreds of thousands of real servers at once (kipvs.gc_pause)
+        return _parse_rules(text)
+
+
+def _parse_rules(text: str) -> list[VirtualServer]:
     services: dict[tuple[str, str, int], VirtualServer] = {}
     real: dict[tuple[str, str, int], list[RealServer]] = {}
     for line in text.splitlines():

@@ -11,9 +11,9 @@ import os
 import re
 import sys
 
-import yaml
-
+from kipvs.cluster import ParsedEndpointSlice, parse_slices_early
 from kipvs.errors import ClusterUnavailable
+from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot, snapshot_from_objects
 
 # A 50,000-Service dump with 10 endpoints each is about 300 MB of JSON; refuse what is far beyond.
@@ -22,7 +22,6 @@ MAX_BYTES = int(os.environ.get("KIPVS_MAX_CLUSTER_FILE_BYTES", 1 << 30))
 # makes the data larger than the text (a "billion laughs" bomb) is refused.
 ALIAS_SLACK = 10_000
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C loader when present: ~10x faster
 # libyaml's composer recurses in C without a limit: nesting deep enough to overflow the stack kills
 # the process, so it is measured (cheaply) first. kubectl's output nests about 10 levels.
 MAX_NESTING = 200
@@ -33,12 +32,15 @@ _DEEP_BLOCK = re.compile(r"^ {%d,}\S|(?:[-?] +){%d,}" % (MAX_NESTING * 2, MAX_NE
 
 def _flatten(document) -> list[dict]:
     """A `List` (kubectl's -o yaml/json of several kinds) or a single object."""
+    if isinstance(document, ParsedEndpointSlice):
+        return [document]
     if not isinstance(document, dict):
         return []
     kind = document.get("kind")
     if (isinstance(kind, str) and kind.endswith("List")) or ("items" in document and "kind" not in document):
         items = document.get("items")
-        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        return [item for item in items if isinstance(item, (dict, ParsedEndpointSlice))] \
+            if isinstance(items, list) else []
     return [document]
 
 
@@ -69,10 +71,19 @@ def _check_nesting(text: str, origin: str) -> None:
             raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump")
 
 
+def yaml_loader():
+    """libyaml's C loader when PyYAML was built with it (~20x faster than the pure-Python one)."""
+    import yaml  # only a YAML dump needs it
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(text: str, origin: str) -> list:
+    import yaml
+
     _check_nesting(text, origin)
     try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
+        documents = list(yaml.load_all(text, Loader=yaml_loader()))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -85,10 +96,15 @@ def _load_yaml(text: str, origin: str) -> list:
 
 
 def parse_cluster_text(text: str, origin: str) -> Snapshot:
+    with gc_paused():
+        return _parse_cluster_text(text, origin)
+
+
+def _parse_cluster_text(text: str, origin: str) -> Snapshot:
     try:
         if text.lstrip().startswith(("{", "[")):
             try:
-                documents = [json.loads(text)]
+                documents = [json.loads(text, object_hook=parse_slices_early)]
             except json.JSONDecodeError as exc:
                 raise ClusterUnavailable(f"{origin}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
                                          f"{exc.msg}") from None
@@ -97,6 +113,7 @@ def parse_cluster_text(text: str, origin: str) -> Snapshot:
     except RecursionError:
         raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump") from None
     objects = [obj for doc in documents for obj in _flatten(doc)]
+    del documents  # the objects are all that is kept
     snapshot = snapshot_from_objects(objects, origin)
     if not (snapshot.services or snapshot.endpoint_slices or snapshot.nodes):
         raise ClusterUnavailable(f"{origin}: no Service, EndpointSlice or Node in it "
@@ -135,13 +152,16 @@ def _read_bytes(path: str, origin: str) -> bytes:
     return data
 
 
-def read_cluster_file(path: str) -> Snapshot:
-    origin = "stdin" if path == "-" else path
-    data = _read_bytes(path, origin)
+def _decode(data: bytes, origin: str) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ClusterUnavailable(f"{origin}: not UTF-8 text (byte {exc.start}): is it a kubectl dump?") from None
+
+
+def read_cluster_file(path: str) -> Snapshot:
+    origin = "stdin" if path == "-" else path
+    text = _decode(_read_bytes(path, origin), origin)  # the bytes are not kept while the text is parsed
     if "\x00" in text:
         raise ClusterUnavailable(f"{origin}: binary data, not a kubectl dump")
     return parse_cluster_text(text, origin)

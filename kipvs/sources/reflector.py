@@ -54,6 +54,8 @@ class Resource:
     kind: str
     api_version: str
     list_call: Callable  # e.g. CoreV1Api.list_service_for_all_namespaces
+    # What the cache keeps of each object (EndpointSlices: their parsed form, a fraction of the dicts).
+    compact: Callable[[dict], object] | None = None
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -74,6 +76,9 @@ class Reflector:
         self.backoff = backoff or Backoff()
         self.lock = threading.Lock()
         self.cache: dict[tuple[str, str], dict] = {}
+        # What changed since the consumer last drained: keys of objects, or everything after a list.
+        self.changed: set[tuple[str, str]] = set()
+        self.relisted = False
         self.resource_version = ""
         self.synced = threading.Event()
         self.stats = ReflectorStats()
@@ -82,6 +87,14 @@ class Reflector:
     def items(self) -> tuple[dict, ...]:
         with self.lock:
             return tuple(self.cache.values())
+
+    def drain(self) -> tuple[bool, dict[tuple[str, str], dict | None]]:
+        """(whether the cache was listed anew, so anything may have changed; the objects changed since
+        the last drain by key, None for a deleted one), and start counting afresh."""
+        with self.lock:
+            relisted, changed = self.relisted, {key: self.cache.get(key) for key in self.changed}
+            self.relisted, self.changed = False, set()
+        return relisted, changed
 
     def start(self) -> "Reflector":
         self.thread.start()
@@ -109,10 +122,12 @@ class Reflector:
     def _list_then_watch(self) -> None:
         items, rv = list_all(self.resource.list_call, self.resource.kind, self.resource.api_version,
                              self.request_timeout, gone=Gone)
-        fresh = {_key(obj): obj for obj in items}
+        compact = self.resource.compact or (lambda obj: obj)
+        fresh = {_key(obj): compact(obj) for obj in items}
         with self.lock:
             vanished = set(self.cache) - set(fresh)
             self.cache = fresh
+            self.relisted, self.changed = True, set()
             self.resource_version = rv
         self.stats.lists += 1
         if vanished:
@@ -161,7 +176,8 @@ class Reflector:
             if kind == "DELETED":
                 self.cache.pop(_key(obj), None)
             else:
-                self.cache[_key(obj)] = obj
+                self.cache[_key(obj)] = self.resource.compact(obj) if self.resource.compact else obj
+            self.changed.add(_key(obj))
             if rv:
                 self.resource_version = rv
         self.stats.events += 1

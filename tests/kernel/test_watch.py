@@ -118,14 +118,14 @@ def test_write_to_kernel_latency_api_outage_and_sigterm(watching):
     extra = {"addresses": ["172.20.2.3"], "conditions": {"ready": True}, "nodeName": "node2"}
     line = "-a -t 10.254.0.20:80 -r 172.20.2.3:8080 -m -w 1"
     latencies = []
-    for i in range(20):
+    for i in range(50):  # the performance target reports p50/p99 over at least 50 changes
         present = i % 2 == 0
         endpoints = web_slice["endpoints"] + ([extra] if present else [])
         latencies.append(visible_after(node3, sock, dict(web_slice, endpoints=endpoints),
                                        lambda rules: (line in rules) == present))
     latencies.sort()
-    median, p99 = statistics.median(latencies), latencies[-1]
-    report = f"watch latency API write -> kernel over {len(latencies)} changes: median {median * 1000:.0f} ms, " \
+    median, p99 = statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    report = f"watch latency API write -> kernel over {len(latencies)} changes: p50 {median * 1000:.0f} ms, " \
              f"p99 {p99 * 1000:.0f} ms (UML guest; includes ~one ipvsadm poll)"
     print(report)
     if os.environ.get("KIPVS_LAB_OUT"):

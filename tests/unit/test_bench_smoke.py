@@ -7,9 +7,16 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def test_host_benchmark_runs_and_prints_its_table():
-    proc = subprocess.run([sys.executable, "benchmarks/bench_host.py", "--sizes", "50,100", "--endpoints", "3"],
+    proc = subprocess.run([sys.executable, "benchmarks/bench_host.py", "--sizes", "50,100", "--endpoints", "3",
+                           "--event-sizes", "50,100", "--watch-services", "100", "--yaml-services", "100"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = proc.stdout.splitlines()
-    assert rows[0].startswith("host: pure Python") and len(rows) == 4
+    assert rows[0].startswith("host: pure Python") and rows[4] == ""
     assert rows[2].split()[0] == "50" and rows[3].split()[0] == "100"
+    text = proc.stdout
+    for section in ("file mode:", "watch: one endpoint added", "watch: informer caches", "YAML vs JSON dump"):
+        assert section in text, text
+    # Each event recomputed exactly one Service (the bench asserts the single IPVS write itself).
+    events = text.split("watch: one endpoint added")[1].splitlines()[2:4]
+    assert [row.split()[-1] for row in events] == ["1", "1"], events

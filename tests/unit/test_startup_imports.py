@@ -1,0 +1,26 @@
+"""Start-up imports only what a command uses: every kipvs run starts a Python process (cron, a
+DaemonSet's loop), and in the lab guest each module costs tens of milliseconds."""
+import subprocess
+import sys
+
+import yaml
+
+from kipvs.sources.file import yaml_loader
+
+PROBE = """
+import sys
+from kipvs.cli import app
+from kipvs.commands.sync import run_sync
+from kipvs.sources.file import read_cluster_file
+import kipvs.reconcile, kipvs.commands.show, kipvs.commands.watch
+print(" ".join(sorted({m.split('.')[0] for m in sys.modules} & {"kubernetes", "rich", "yaml", "urllib3"})))
+"""
+
+
+def test_sync_from_a_json_dump_imports_neither_the_api_client_nor_rich_nor_yaml():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [], out
+
+
+def test_yaml_dumps_use_libyaml_when_pyyaml_has_it():
+    assert yaml_loader() is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
