@@ -25,6 +25,18 @@ def test_only_local_policy_load_balancers_with_a_port_get_a_check_counting_ready
     assert wanted_checks(snap, "n2")[("default", "web")].local_endpoints == 1
 
 
+def test_watch_cache_slices_parsed_early_count_the_same_as_raw_ones():
+    """watch keeps EndpointSlices parsed (kipvs.incremental): the checks must read that form too."""
+    from kipvs.cluster import parse_endpoint_slice_early
+    from kipvs.sources import Snapshot
+
+    raw = snapshot(local_lb(), eps("web", [ep("10.1.0.1", node="n1"), ep("10.1.0.3", node="n2")]),
+                   eps("other", [ep("10.1.0.9", node="n1")]))
+    parsed = Snapshot(raw.services, [parse_endpoint_slice_early(obj) for obj in raw.endpoint_slices], raw.nodes)
+    assert wanted_checks(parsed, "n1") == wanted_checks(raw, "n1") == {
+        ("default", "web"): HealthCheck("default", "web", 32100, 1)}
+
+
 def test_hostile_health_check_ports_give_no_check_and_a_problem():
     from kipvs.cluster import parse_service
 

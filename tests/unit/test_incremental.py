@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import build_desired
-from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
+from kipvs.facts.kernel import IPVS_SYSCTLS, STRICT_ARP_SYSCTLS, KernelFacts
 from kipvs.incremental import IncrementalDesired, KernelIndex, object_key
 from kipvs.model import InterfaceAddress, LocalRoute, NetFacts
 from kipvs.plan import plan_sync
@@ -31,6 +31,7 @@ def same(state, objects):
     assert sorted(map(str, mine.problems)) == sorted(map(str, full.problems))
     assert sorted(mine.skipped) == sorted(full.skipped)
     assert mine.protected_addresses == full.protected_addresses and mine.hold_removals == full.hold_removals
+    assert mine.held == full.held and mine.notes == full.notes  # what drains, and what show explains
 
 
 def many(n):
@@ -113,7 +114,7 @@ def converged_kernel(desired):
     routes = [LocalRoute("local", ip, "kube-dummy-if", "192.168.1.10", "kernel", "host", 0) for ip in desired.addresses]
     return KernelFacts(net=NetFacts(tuple(addresses), frozenset({"kube-dummy-if"}), frozenset({"kube-dummy-if"}),
                                     tuple(routes), kinds={"kube-dummy-if": "dummy"}),
-                       rules=desired.virtual_servers, sysctls=dict(IPVS_SYSCTLS))
+                       rules=desired.virtual_servers, sysctls={**IPVS_SYSCTLS, **STRICT_ARP_SYSCTLS})
 
 
 def test_the_event_plan_diffs_only_the_change_against_the_verified_kernel():
@@ -148,3 +149,24 @@ def test_an_event_that_reads_back_only_ipvs_keeps_the_other_addresses_indexed():
     change = state.apply({("default", "s20"): None}, {})
     lines = plan_sync(state.view(change), index.view(change), OPTS).command_lines()
     assert lines[0] == "ip addr del 10.96.0.21/32 dev kube-dummy-if" and lines[-1] == "ipvsadm -D -t 10.96.0.21:80"
+
+
+def test_netfilter_follows_an_event_only_when_virtual_servers_or_this_nodes_endpoints_change():
+    """Remote endpoint churn, the common event, leaves netfilter alone; hairpin needs local endpoints."""
+    from kipvs.commands.watch import Watcher, WatchSettings
+    from kipvs.reconcile import NodeIdentity
+    from tests.unit.fakes import RecordingRunner
+
+    objects = [svc("web"), eps("web", [ep("10.1.0.5", node="node-a"), ep("10.1.0.6", node="node-b")])]
+    watcher = Watcher([], RecordingRunner({}), NodeIdentity("node-a"), OPTS, WatchSettings())
+    watcher.state = state_of(objects)
+    verified = KernelFacts(rules=watcher.state.desired().virtual_servers)
+
+    def after(endpoints) -> bool:
+        changed = eps("web", endpoints)
+        change = watcher.state.apply({}, {object_key(changed): changed})
+        return watcher._local_endpoints_changed(watcher.state.view(change), verified)
+
+    assert not after([ep("10.1.0.5", node="node-a"), ep("10.1.0.7", node="node-b")])  # a remote pod moved
+    assert after([ep("10.1.0.5", node="node-a"), ep("10.1.0.8", node="node-a")])  # a local pod came
+    assert after([])  # no endpoint at all: the virtual server stays, its local endpoint goes

@@ -200,6 +200,27 @@ def test_show_marks_a_draining_server_with_its_connections_and_calls_the_node_in
     assert any("draining" in line and A in line for line in out.getvalue().splitlines())
 
 
+class _StillCache:
+    """A reflector whose cache was listed once and never changes: only the loop's re-checks sync."""
+
+    def __init__(self, items):
+        import threading
+
+        self._items, self._listed = list(items), True
+        self.synced = threading.Event()
+        self.synced.set()
+
+    def start(self):
+        return self
+
+    def items(self):
+        return self._items
+
+    def drain(self):
+        listed, self._listed = self._listed, False
+        return listed, {}
+
+
 def _watch_syncs(kernel_state: dict, seconds: float) -> int:
     """How many syncs `watch`'s loop runs in `seconds` with nothing changing in the cluster."""
     import threading
@@ -208,7 +229,9 @@ def _watch_syncs(kernel_state: dict, seconds: float) -> int:
 
     watcher = Watcher([], RecordingRunner(kernel_state), NODE3, OPTS,
                       WatchSettings(min_sync_period=0.01, sync_period=3600, drain_recheck=0.1))
-    watcher.snapshot = lambda: cluster(*ROLLING)
+    snapshot = cluster(*ROLLING)
+    watcher.reflectors = [_StillCache(snapshot.services), _StillCache(snapshot.endpoint_slices),
+                          _StillCache(snapshot.nodes)]
     thread = threading.Thread(target=watcher.run)
     thread.start()
     threading.Event().wait(seconds)
@@ -233,3 +256,27 @@ def test_an_unwritable_drain_record_is_one_error_line_and_the_sync_still_drains(
     result = sync_once(runner, cluster(ep(B, "node2")), NODE3, OPTS)
     assert runner.applied_lines == [f"ipvsadm -e -t {VIP}:80 -r {A}:8080 -m -w 0"] and result.converged
     assert "cannot write the drain record /run/kipvs-draining.json (Permission denied)" in caplog.text
+
+
+def test_an_event_sync_decides_only_its_own_drains_and_keeps_the_other_clocks(monkeypatch):
+    """watch's event syncs see only the changed virtual servers: drains elsewhere keep their start times."""
+    from kipvs.facts.kernel import read_kernel_or_empty
+    from kipvs.reconcile import compute, with_draining
+
+    monkeypatch.setattr("kipvs.reconcile.time.time", lambda: 1000.0)
+    other = "TCP 10.96.0.99:80 172.20.9.9:8080"
+    name = record_key(("tcp", VIP, 80), (A, 8080))
+    gone = cluster(ep(B, "node2"))
+    drained = BOTH.replace(f"{A}:8080 -m -w 1", f"{A}:8080 -m -w 0")
+    for partial, expected in ((True, {other: 900.0, name: 1000.0}), (False, {name: 1000.0})):
+        runner = RecordingRunner(state(drained, **{LIST: listing(1, weight_a=0),
+                                                   f"read {RECORD}": json.dumps({other: 900.0})}))
+        kernel = read_kernel_or_empty(runner)
+        _, drains = with_draining(runner, compute(gone, NODE3, OPTS, kernel), kernel, OPTS, True, partial)
+        assert [d.server for d in drains] == [(A, 8080)] and json.loads(runner.written[RECORD]) == expected
+    # A is gone from the kernel: its stale start is dropped, the other drain's is kept.
+    runner = RecordingRunner(state(f"-A -t {VIP}:80 -s rr\n-a -t {VIP}:80 -r {B}:8080 -m -w 1\n",
+                                   **{f"read {RECORD}": json.dumps({other: 900.0, name: 990.0})}))
+    kernel = read_kernel_or_empty(runner)
+    assert with_draining(runner, compute(gone, NODE3, OPTS, kernel), kernel, OPTS, True, True)[1] == []
+    assert json.loads(runner.written[RECORD]) == {other: 900.0}
