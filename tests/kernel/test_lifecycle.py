@@ -17,7 +17,7 @@ SERVICE = (("tcp", VIP, 80), ("udp", VIP, 53))
 PORTS = [{"name": "tcp", "port": 80, "protocol": "TCP", "targetPort": 9000},
          {"name": "udp", "port": 53, "protocol": "UDP", "targetPort": 9000}]
 SLICE_PORTS = [{"name": "tcp", "port": 9000, "protocol": "TCP"}, {"name": "udp", "port": 9000, "protocol": "UDP"}]
-GRACE = 10
+GRACE = 30  # long enough for the syncs, show and close between "left" and the check on a loaded guest
 
 
 class Held:
