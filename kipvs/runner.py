@@ -187,8 +187,11 @@ class DryRunRunner(Runner):
             return []
         for batch in batches:
             # Line by line: 665,000 lines of a 50,000-Service dry run are not kept or joined in memory.
-            prefix = LINE_PREFIX[batch.tool]
-            self.out.writelines(f"{prefix} {line}\n" for line in batch.lines)
+            prefix = LINE_PREFIX.get(batch.tool)
+            if prefix is None:  # restore input: one here-document, as Batch.command_lines prints it
+                self.out.writelines(f"{line}\n" for line in batch.command_lines())
+            else:
+                self.out.writelines(f"{prefix} {line}\n" for line in batch.lines)
         self.out.flush()
         return []
 

@@ -41,6 +41,15 @@ def test_dry_run_prints_and_runs_nothing():
     assert out.getvalue() == "ip route replace local 10.0.0.1 dev d table local\n"
 
 
+def test_dry_run_prints_restore_input_as_a_here_document():
+    out = io.StringIO()
+    DryRunRunner(out=out).apply([Batch("ip", ("route replace local 10.0.0.1 dev d table local",)),
+                                 Batch("iptables-legacy-restore", ("*nat", ":KIPVS-POSTROUTING - [0:0]", "COMMIT"))])
+    assert out.getvalue().splitlines() == [
+        "ip route replace local 10.0.0.1 dev d table local",
+        "iptables-legacy-restore -w --noflush <<'EOF'", "*nat", ":KIPVS-POSTROUTING - [0:0]", "COMMIT", "EOF"]
+
+
 def test_batch_feeds_stdin_and_reports_failed_lines(caplog):
     # `cat` stands in for a batch tool here so the seam's plumbing is tested without ip/ipvsadm.
     runner = Runner()
