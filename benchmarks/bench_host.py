@@ -113,7 +113,7 @@ def file_mode(path: str) -> None:
     with open(os.devnull, "w") as out:  # what --dry-run does with the plan: print it
         DryRunRunner(out).apply(plan.batches)
     planned = time.perf_counter()
-    want = build_netfilter(desired, snapshot, NODE_NAME, CLI_OPTIONS.netfilter)
+    want = build_netfilter(desired, snapshot, NODE_NAME, CLI_OPTIONS.netfilter, per_service=False)
     batches = plan_batches(want.rulesets, NetfilterFacts("legacy", {}), Counter())
     with open(os.devnull, "w") as out:
         DryRunRunner(out).apply(batches)

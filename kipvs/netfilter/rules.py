@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from kipvs.cluster import Problem, find_node, node_pod_cidrs, parse_service, parse_source_ranges
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
+from kipvs.gc_pause import gc_paused
 from kipvs.model import family_of
 from kipvs.sources import Snapshot
 
@@ -76,6 +77,15 @@ def _of(networks, family: int) -> list[str]:
     return [str(n) for n in networks if n.version == family]
 
 
+def _raw_key(obj: dict) -> tuple[str, str]:
+    """The (namespace, name) parse_service gives an object, read without parsing the rest of it."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    return (namespace if isinstance(namespace, str) and namespace else "default",
+            name if isinstance(name, str) and name else "")
+
+
 class _Builder:
     def __init__(self, desired: Desired, snapshot: Snapshot, node_name: str, options: NetfilterOptions):
         self.desired = desired
@@ -83,16 +93,23 @@ class _Builder:
         self.options = options
         self.problems: list[Problem] = []
         self.pod_cidrs = node_pod_cidrs(find_node(snapshot.nodes, node_name), self.problems)
-        self.specs = {}
+        # Only what netfilter asks about is parsed (50,000 Services were parsed a second time per sync):
+        # a Service's policy when one of its virtual servers is asked about, source ranges of LoadBalancers.
+        self.objects: dict[tuple[str, str], dict] = {}  # the last object of a name wins, as in parsing
+        self.specs: dict = {}
         self.ranges = {}
         for obj in snapshot.services:
-            spec = parse_service(obj, [])  # its problems are reported by the IPVS side already
-            self.specs[(spec.namespace, spec.name)] = spec
-            if spec.type == "LoadBalancer":
-                self.ranges[(spec.namespace, spec.name)] = parse_source_ranges(obj, self.problems)
+            key = _raw_key(obj)
+            self.objects[key] = obj
+            spec = obj.get("spec")
+            if isinstance(spec, dict) and spec.get("type") == "LoadBalancer":  # parse_service's type exactly
+                self.ranges[key] = parse_source_ranges(obj, self.problems)
 
     def local_policy(self, key: tuple[str, str]) -> bool:
-        spec = self.specs.get(key)
+        if key not in self.specs:
+            obj = self.objects.get(key)
+            self.specs[key] = parse_service(obj, []) if obj is not None else None  # problems: IPVS side's
+        spec = self.specs[key]
         return spec is not None and (spec.external_local or
                                      spec.annotations.get(LOCAL_ANNOTATION, "").lower() == "true")
 
@@ -181,7 +198,9 @@ class _Builder:
 
 
 def build_netfilter(desired: Desired, snapshot: Snapshot, node_name: str,
-                    options: NetfilterOptions) -> DesiredNetfilter:
-    builder = _Builder(desired, snapshot, node_name, options)
-    rulesets = {family: builder.ruleset(family) for family in (4, 6)}
-    return DesiredNetfilter(rulesets, builder.service_states(), tuple(builder.problems))
+                    options: NetfilterOptions, per_service: bool = True) -> DesiredNetfilter:
+    """`per_service`: also what each Service gets (for `show`; a sync does not need it)."""
+    with gc_paused():  # acyclic bulk data, like the desired state (kipvs.gc_pause)
+        builder = _Builder(desired, snapshot, node_name, options)
+        rulesets = {family: builder.ruleset(family) for family in (4, 6)}
+        return DesiredNetfilter(rulesets, builder.service_states() if per_service else {}, tuple(builder.problems))
