@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import build_desired
-from kipvs.facts.kernel import IPVS_SYSCTLS, KernelFacts
+from kipvs.facts.kernel import IPVS_SYSCTLS, STRICT_ARP_SYSCTLS, KernelFacts
 from kipvs.incremental import IncrementalDesired, KernelIndex, object_key
 from kipvs.model import InterfaceAddress, LocalRoute, NetFacts
 from kipvs.plan import plan_sync
@@ -113,7 +113,7 @@ def converged_kernel(desired):
     routes = [LocalRoute("local", ip, "kube-dummy-if", "192.168.1.10", "kernel", "host", 0) for ip in desired.addresses]
     return KernelFacts(net=NetFacts(tuple(addresses), frozenset({"kube-dummy-if"}), frozenset({"kube-dummy-if"}),
                                     tuple(routes), kinds={"kube-dummy-if": "dummy"}),
-                       rules=desired.virtual_servers, sysctls=dict(IPVS_SYSCTLS))
+                       rules=desired.virtual_servers, sysctls={**IPVS_SYSCTLS, **STRICT_ARP_SYSCTLS})
 
 
 def test_the_event_plan_diffs_only_the_change_against_the_verified_kernel():
