@@ -55,3 +55,24 @@ def test_batch_feeds_stdin_and_reports_failed_lines(caplog):
     runner = Runner()
     result = runner._exec(["cat"], "a\nb\n")
     assert result.stdout == "a\nb\n" and result.returncode == 0
+
+
+def test_sysctl_batches_are_written_to_proc_without_a_process(tmp_path, caplog):
+    (tmp_path / "net" / "ipv4" / "vs").mkdir(parents=True)
+    runner = Runner()
+    runner.proc_sys = str(tmp_path)
+    [result] = runner.apply([Batch("sysctl", ("net.ipv4.vs.conntrack=1", "net.ipv4.vs.absent/x=1"))])
+    assert (tmp_path / "net" / "ipv4" / "vs" / "conntrack").read_text() == "1\n"
+    assert result.returncode == 1 and "cannot set net.ipv4.vs.absent/x" in caplog.text
+
+
+def test_a_sysctl_write_refused_for_permission_raises_like_the_tools(tmp_path, monkeypatch):
+    # Tests run as root here, which writes any file: the refusal a non-root user gets is simulated.
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    runner = Runner()
+    runner.proc_sys = str(tmp_path)
+    monkeypatch.setattr("builtins.open", refused)
+    with pytest.raises(PermissionDenied, match="permission denied: run as root"):
+        runner.apply([Batch("sysctl", ("net.ipv4.vs.conntrack=1",))])
