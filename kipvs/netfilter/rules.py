@@ -20,7 +20,6 @@ from kipvs.cluster import Problem, find_node, node_pod_cidrs, parse_service, par
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
 from kipvs.gc_pause import gc_paused
-from kipvs.model import family_of
 from kipvs.sources import Snapshot
 
 PREFIX = "KIPVS-"
@@ -65,8 +64,13 @@ class DesiredNetfilter:
     problems: tuple[Problem, ...] = ()
 
 
+def _family(ip: str) -> int:
+    """4 or 6 for the desired state's addresses, which are canonical already (family_of re-validates)."""
+    return 6 if ":" in ip else 4
+
+
 def _host(ip: str) -> str:
-    return f"{ip}/{32 if family_of(ip) == 4 else 128}"
+    return f"{ip}/{128 if ':' in ip else 32}"
 
 
 def _port_match(protocol: str, port: int) -> str:
@@ -120,11 +124,13 @@ class _Builder:
         return _of(self.pod_cidrs, family), True
 
     def nat(self, family: int) -> tuple[str, ...]:
-        servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and family_of(vs.ip) == family]
+        servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and _family(vs.ip) == family]
         if not servers:
             return ()
-        local_endpoints = sorted({rs.ip for vs in servers for rs in vs.real_servers
-                                  if (info := self.desired.backends.get(rs.key)) and info.node == self.node_name})
+        # This node's endpoints first (few): real servers are looked at only when there are any.
+        local = {key for key, info in self.desired.backends.items() if info.node == self.node_name}
+        local_endpoints = sorted({rs.ip for vs in servers for rs in vs.real_servers if rs.key in local}) \
+            if local else []
         rules = [f"-s {_host(ip)} -d {_host(ip)} -j MASQUERADE" for ip in local_endpoints]
         kept = dict.fromkeys((vs.ip, vs.port) for vs in servers
                              if (origin := self.desired.origins.get(vs.key)) and origin.kind != "ClusterIP"
@@ -148,11 +154,11 @@ class _Builder:
     def filter(self, family: int) -> tuple[str, ...]:
         by_address: dict[str, list] = {}
         for vs in self.desired.virtual_servers:
-            if vs.protocol != "fwmark" and family_of(vs.ip) == family:
+            if vs.protocol != "fwmark" and _family(vs.ip) == family:
                 by_address.setdefault(vs.ip, []).append(vs)
         rules: list[str] = []
         for ip in self.desired.addresses:
-            if family_of(ip) != family:
+            if _family(ip) != family:
                 continue
             for vs in by_address.get(ip, ()):
                 origin = self.desired.origins.get(vs.key)
