@@ -62,7 +62,10 @@ class Desired:
     addresses: tuple[str, ...] = ()
     node_ips: dict[int, str] = field(default_factory=dict)
     origins: dict[tuple, Origin] = field(default_factory=dict)
+    # (ip, port) -> its endpoint (pod, node), for `show` only: build_desired(backends=True); 500,000 of them
+    # are ~65 MB at scale that a sync does not need. What netfilter and watch need is `local_backends`.
     backends: dict[tuple[str, int], BackendInfo] = field(default_factory=dict)
+    local_backends: frozenset[tuple[str, int]] = frozenset()  # (ip, port) of endpoints on this node
     # Per virtual server: endpoints still listed but not chosen (terminating, unready): they drain.
     held: dict[tuple, frozenset[tuple[str, int]]] = field(default_factory=dict)
     protected_addresses: frozenset[str] = frozenset()
@@ -109,7 +112,8 @@ class _Placement:
 
 class _Expander:
     def __init__(self, node_name: str, node_ips: dict[int, str], local_ips: list[str], options: ProxyOptions,
-                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str], zone: str = ""):
+                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str], zone: str = "",
+                 keep_backends: bool = True):
         self.node_name = node_name
         self.zone = zone
         self.notes: dict[tuple[str, str], dict[str, None]] = {}
@@ -126,6 +130,8 @@ class _Expander:
         self.protected: set[str] = set()
         self.hold = False
         self.backends: dict[tuple[str, int], BackendInfo] = {}
+        self.keep_backends = keep_backends
+        self.local_backends: set[tuple[str, int]] = set()
         self.chosen: dict[tuple, tuple] = {}  # (Service, port, family, local only) -> its real_servers()
         self.held: dict[tuple, frozenset[tuple[str, int]]] = {}
         self.unbound: set[tuple] = set()  # Local-policy external virtual servers without a local endpoint
@@ -220,9 +226,12 @@ class _Expander:
         if not local_only:
             usable = self.nearby(service, usable)
         chosen, held = select(usable)
-        backends = self.backends
+        backends = self.backends if self.keep_backends else None
         for endpoint, number in chosen + held:
-            backends[(endpoint.ip, number)] = endpoint
+            if backends is not None:
+                backends[(endpoint.ip, number)] = endpoint
+            if endpoint.node == self.node_name:
+                self.local_backends.add((endpoint.ip, number))
         # Sorting plain tuples is several times cheaper than sorting ordered dataclasses.
         return (tuple(RealServer(ip, n) for ip, n in sorted((e.ip, n) for e, n in chosen)),
                 frozenset((e.ip, n) for e, n in held))
@@ -358,22 +367,24 @@ def _precedence(service: ServiceSpec) -> tuple:
 
 def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
                   local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset(),
-                  zone: str | None = None) -> Desired:
+                  zone: str | None = None, backends: bool = False) -> Desired:
     """`local_ips`: this host's global addresses outside the dummy interface (for --nodeport-bindon-all-ip);
     `host_addresses`: every address of this host outside the dummy interface (never a service address);
-    `zone`: this node's zone label (None: read from its Node in the snapshot)."""
+    `zone`: this node's zone label (None: read from its Node in the snapshot); `backends`: fill
+    Desired.backends (every real server's pod and node, which `show` prints)."""
     with gc_paused():
-        return _build_desired(snapshot, node_name, node_ips, options, local_ips, host_addresses, zone)
+        return _build_desired(snapshot, node_name, node_ips, options, local_ips, host_addresses, zone, backends)
 
 
 def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
-                   local_ips: list[str] | None, host_addresses: frozenset[str], zone: str | None) -> Desired:
+                   local_ips: list[str] | None, host_addresses: frozenset[str], zone: str | None,
+                   backends: bool) -> Desired:
     problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (endpoint_slice_spec(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
                          host_addresses, node_zone_of(find_node(snapshot.nodes, node_name), problems) if zone is None
-                         else zone)
+                         else zone, keep_backends=backends)
     expander.expand(services)
     return Desired(
         virtual_servers=tuple(expander.servers.values()),
@@ -381,6 +392,7 @@ def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str],
         node_ips=dict(node_ips),
         origins=expander.origins,
         backends=expander.backends,
+        local_backends=frozenset(expander.local_backends),
         held=expander.held,
         protected_addresses=frozenset(expander.protected),
         hold_removals=expander.hold,

@@ -127,8 +127,8 @@ class _Builder:
         servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and _family(vs.ip) == family]
         if not servers:
             return ()
-        # This node's endpoints first (few): real servers are looked at only when there are any.
-        local = {key for key, info in self.desired.backends.items() if info.node == self.node_name}
+        # This node's endpoints (few): real servers are looked at only when there are any.
+        local = self.desired.local_backends
         local_endpoints = sorted({rs.ip for vs in servers for rs in vs.real_servers if rs.key in local}) \
             if local else []
         rules = [f"-s {_host(ip)} -d {_host(ip)} -j MASQUERADE" for ip in local_endpoints]
