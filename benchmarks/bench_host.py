@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.synthetic import NODE_IP, NODE_NAME, objects  # noqa: E402
-from kipvs.config import ProxyOptions  # noqa: E402
+from kipvs.config import NetfilterOptions, ProxyOptions  # noqa: E402
 from kipvs.desired import build_desired  # noqa: E402
 from kipvs.facts.ipvsadm import parse_rules  # noqa: E402
 from kipvs.facts.iproute import parse_links, parse_route_list  # noqa: E402
@@ -36,8 +36,12 @@ from kipvs.incremental import IncrementalDesired, KernelIndex, object_key  # noq
 from kipvs.sources.file import parse_cluster_text, read_cluster_file  # noqa: E402
 from kipvs.commands.watch import api_resources  # noqa: E402
 from kipvs.sources.reflector import Reflector  # noqa: E402
+from kipvs.netfilter.backend import NetfilterFacts  # noqa: E402
+from kipvs.netfilter.rules import build_netfilter  # noqa: E402
+from kipvs.netfilter.sync import plan_batches  # noqa: E402
 
 OPTIONS = ProxyOptions()
+CLI_OPTIONS = ProxyOptions(netfilter=NetfilterOptions())  # the CLI always writes netfilter rules too
 
 
 def converged_kernel_text(desired) -> tuple[str, list, list]:
@@ -96,18 +100,30 @@ def pipeline(text: str) -> dict:
 # --- file mode: what `kipvs sync --dry-run -f dump.json` computes, in a fresh process ---------------
 
 def file_mode(path: str) -> None:
-    """Runs in its own process (peak RSS is per process): read the dump, desired state, full plan."""
+    """Runs in its own process (peak RSS is per process): read the dump, desired state, full plan,
+    netfilter rules (the CLI has them on) planned against an empty node, printed as --dry-run does."""
+    from collections import Counter
+
     started = time.perf_counter()
     snapshot = read_cluster_file(path)
-    desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, OPTIONS)
-    plan = plan_sync(desired, KernelFacts(), OPTIONS)
+    read = time.perf_counter()
+    desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, CLI_OPTIONS)
+    expanded = time.perf_counter()
+    plan = plan_sync(desired, KernelFacts(), CLI_OPTIONS)
     with open(os.devnull, "w") as out:  # what --dry-run does with the plan: print it
         DryRunRunner(out).apply(plan.batches)
+    planned = time.perf_counter()
+    want = build_netfilter(desired, snapshot, NODE_NAME, CLI_OPTIONS.netfilter, per_service=False)
+    batches = plan_batches(want.rulesets, NetfilterFacts("legacy", {}), Counter())
+    with open(os.devnull, "w") as out:
+        DryRunRunner(out).apply(batches)
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux keeps the parent's high-water mark in ru_maxrss across fork+exec.
     with open("/proc/self/status") as status:
         peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024, "commands": plan.command_count}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024, "commands": plan.command_count,
+                      "read": read - started, "desired": expanded - read, "plan": planned - expanded,
+                      "netfilter": seconds - (planned - started)}))
 
 
 def measure_file_mode(services: int, endpoints: int, directory: str) -> dict:
@@ -219,10 +235,12 @@ def main() -> None:
     first = files[0]
     print(f"\nfile mode: a JSON dump read, expanded and planned from empty, one fresh process per N "
           f"(goal at the largest N: <= 5 s, <= 400 MB peak RSS, per-service time <= 1.3x N={first['services']})")
-    print(f"{'N':>7} {'time':>8} {'peak RSS':>9} {'per-svc ratio':>14}")
+    print(f"{'N':>7} {'time':>8} {'peak RSS':>9} {'per-svc ratio':>14}   phases: read dump, desired, IPVS plan+print, "
+          f"netfilter rules+print")
     for row in files:
         ratio = (row["seconds"] / row["services"]) / (first["seconds"] / first["services"])
-        print(f"{row['services']:>7} {row['seconds']:>7.2f}s {row['rss_mb']:>6.0f} MB {ratio:>13.2f}x")
+        print(f"{row['services']:>7} {row['seconds']:>7.2f}s {row['rss_mb']:>6.0f} MB {ratio:>13.2f}x   "
+              f"{row['read']:.2f} / {row['desired']:.2f} / {row['plan']:.2f} / {row['netfilter']:.2f} s")
     events = [measure_event(int(n), args.endpoints) for n in args.event_sizes.split(",")]
     print(f"\nwatch: one endpoint added, planning on the host (median of 30 events; goal: largest N <= 1.5x "
           f"N={events[0]['services']} and < 20 ms; 1 IPVS write each)")

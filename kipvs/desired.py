@@ -17,8 +17,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from kipvs.cluster import (EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec, find_node,
-                           node_ips_of, node_zone_of, parse_service, shown)
+from kipvs.cluster import (Endpoint, EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec,
+                           find_node, node_ips_of, node_zone_of, parse_service, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
 from kipvs.endpoints import select
 from kipvs.gc_pause import gc_paused
@@ -51,10 +51,9 @@ class Origin:
     kind: str  # ClusterIP, NodePort, ExternalIP, LoadBalancer
 
 
-@dataclass(frozen=True, slots=True)  # one per endpoint: slots keep 500,000 of them small
-class BackendInfo:
-    pod: str
-    node: str
+# What `backends` keeps for each real server: the parsed Endpoint itself (its .pod and .node are what
+# show and netfilter read); a copy per endpoint cost ~25 MB and 0.2 s at 500,000 endpoints.
+BackendInfo = Endpoint
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,10 @@ class Desired:
     addresses: tuple[str, ...] = ()
     node_ips: dict[int, str] = field(default_factory=dict)
     origins: dict[tuple, Origin] = field(default_factory=dict)
+    # (ip, port) -> its endpoint (pod, node), for `show` only: build_desired(backends=True); 500,000 of them
+    # are ~65 MB at scale that a sync does not need. What netfilter and watch need is `local_backends`.
     backends: dict[tuple[str, int], BackendInfo] = field(default_factory=dict)
+    local_backends: frozenset[tuple[str, int]] = frozenset()  # (ip, port) of endpoints on this node
     # Per virtual server: endpoints still listed but not chosen (terminating, unready): they drain.
     held: dict[tuple, frozenset[tuple[str, int]]] = field(default_factory=dict)
     protected_addresses: frozenset[str] = frozenset()
@@ -78,6 +80,9 @@ def unusable_reason(ip: str, host_addresses: frozenset[str]) -> str | None:
     """Why an address can never be a service address on this node (None when it can be)."""
     if ip in host_addresses:
         return "is one of this host's own addresses"
+    first, _, rest = ip.partition(".")
+    if rest and first.isdigit() and 0 < int(first) < 224 and int(first) not in (127, 169):
+        return None  # a plain unicast IPv4 address (the common case, 50,000 times at scale): none applies
     address = ipaddress.ip_address(ip)
     for test, what in ((address.is_loopback, "loopback"), (address.is_unspecified, "unspecified"),
                        (address.is_multicast, "multicast"), (address.is_link_local, "link-local")):
@@ -107,7 +112,8 @@ class _Placement:
 
 class _Expander:
     def __init__(self, node_name: str, node_ips: dict[int, str], local_ips: list[str], options: ProxyOptions,
-                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str], zone: str = ""):
+                 endpoints: EndpointIndex, problems: list[Problem], host_addresses: frozenset[str], zone: str = "",
+                 keep_backends: bool = True):
         self.node_name = node_name
         self.zone = zone
         self.notes: dict[tuple[str, str], dict[str, None]] = {}
@@ -124,6 +130,9 @@ class _Expander:
         self.protected: set[str] = set()
         self.hold = False
         self.backends: dict[tuple[str, int], BackendInfo] = {}
+        self.keep_backends = keep_backends
+        self.local_backends: set[tuple[str, int]] = set()
+        self.chosen: dict[tuple, tuple] = {}  # (Service, port, family, local only) -> its real_servers()
         self.held: dict[tuple, frozenset[tuple[str, int]]] = {}
         self.unbound: set[tuple] = set()  # Local-policy external virtual servers without a local endpoint
         # Every key each Service asked for, won or not: who gets a key depends only on who asks for it
@@ -217,8 +226,12 @@ class _Expander:
         if not local_only:
             usable = self.nearby(service, usable)
         chosen, held = select(usable)
+        backends = self.backends if self.keep_backends else None
         for endpoint, number in chosen + held:
-            self.backends[(endpoint.ip, number)] = BackendInfo(endpoint.pod, endpoint.node)
+            if backends is not None:
+                backends[(endpoint.ip, number)] = endpoint
+            if endpoint.node == self.node_name:
+                self.local_backends.add((endpoint.ip, number))
         # Sorting plain tuples is several times cheaper than sorting ordered dataclasses.
         return (tuple(RealServer(ip, n) for ip, n in sorted((e.ip, n) for e, n in chosen)),
                 frozenset((e.ip, n) for e, n in held))
@@ -286,7 +299,14 @@ class _Expander:
                          f"{label} is already served by {other.namespace}/{other.name}; skipped")
             return
         scheduler, flags = schedule[(service.namespace, service.name)]
-        servers, held = self.real_servers(service, port, family_of(placement.ip), placement.local_only)
+        # A port's ClusterIP and NodePort virtual servers usually get the same real servers: computed
+        # once and shared (the same instances), not rebuilt per virtual server.
+        family = 6 if ":" in placement.ip else 4
+        memo = (service.namespace, service.name, port.index, family, placement.local_only)
+        found = self.chosen.get(memo)
+        if found is None:
+            found = self.chosen[memo] = self.real_servers(service, port, family, placement.local_only)
+        servers, held = found
         self.servers[key] = VirtualServer(
             port.protocol, placement.ip, placement.vport, scheduler, flags, service.affinity_timeout, servers)
         if held:
@@ -347,22 +367,24 @@ def _precedence(service: ServiceSpec) -> tuple:
 
 def build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
                   local_ips: list[str] | None = None, host_addresses: frozenset[str] = frozenset(),
-                  zone: str | None = None) -> Desired:
+                  zone: str | None = None, backends: bool = False) -> Desired:
     """`local_ips`: this host's global addresses outside the dummy interface (for --nodeport-bindon-all-ip);
     `host_addresses`: every address of this host outside the dummy interface (never a service address);
-    `zone`: this node's zone label (None: read from its Node in the snapshot)."""
+    `zone`: this node's zone label (None: read from its Node in the snapshot); `backends`: fill
+    Desired.backends (every real server's pod and node, which `show` prints)."""
     with gc_paused():
-        return _build_desired(snapshot, node_name, node_ips, options, local_ips, host_addresses, zone)
+        return _build_desired(snapshot, node_name, node_ips, options, local_ips, host_addresses, zone, backends)
 
 
 def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str], options: ProxyOptions,
-                   local_ips: list[str] | None, host_addresses: frozenset[str], zone: str | None) -> Desired:
+                   local_ips: list[str] | None, host_addresses: frozenset[str], zone: str | None,
+                   backends: bool) -> Desired:
     problems: list[Problem] = list(snapshot.problems)
     services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (endpoint_slice_spec(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
                          host_addresses, node_zone_of(find_node(snapshot.nodes, node_name), problems) if zone is None
-                         else zone)
+                         else zone, keep_backends=backends)
     expander.expand(services)
     return Desired(
         virtual_servers=tuple(expander.servers.values()),
@@ -370,6 +392,7 @@ def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str],
         node_ips=dict(node_ips),
         origins=expander.origins,
         backends=expander.backends,
+        local_backends=frozenset(expander.local_backends),
         held=expander.held,
         protected_addresses=frozenset(expander.protected),
         hold_removals=expander.hold,

@@ -75,6 +75,7 @@ class IncrementalDesired:
         self.origins: dict[Key, Origin] = {}
         self.addresses: dict[str, int] = {}  # service address -> how many won virtual servers use it
         self.backends: dict[tuple[str, int], BackendInfo] = {}
+        self.local_backends: set[tuple[str, int]] = set()
         self.held: dict[Key, frozenset[tuple[str, int]]] = {}  # listed endpoints not chosen (may drain)
         self.notes: dict[Ref, tuple[str, ...]] = {}  # what annotations or hints changed, for show
         self.protected: dict[Ref, frozenset[str]] = {}
@@ -232,6 +233,11 @@ class IncrementalDesired:
             if origin.kind != "NodePort":
                 self.addresses[key[1]] = self.addresses.get(key[1], 0) + 1
         self.backends.update(expander.backends)
+        for key, endpoint in expander.backends.items():  # an address may have moved to or off this node
+            if endpoint.node == self.node_name:
+                self.local_backends.add(key)
+            else:
+                self.local_backends.discard(key)
         self.held.update(expander.held)
         for ref, texts in expander.notes.items():
             self.notes[ref] = tuple(texts)
@@ -270,7 +276,8 @@ class IncrementalDesired:
     def _desired(self, servers, addresses, origins, held, notes) -> Desired:
         return Desired(
             virtual_servers=tuple(servers), addresses=tuple(addresses), node_ips=dict(self.node_ips),
-            origins=origins, backends=self.backends, held=held, notes=notes,
+            origins=origins, backends=self.backends, local_backends=frozenset(self.local_backends), held=held,
+            notes=notes,
             protected_addresses=frozenset().union(*self.protected.values()), hold_removals=bool(self.holding),
             problems=self.problems(), skipped=tuple(line for lines in self.skipped.values() for line in lines))
 

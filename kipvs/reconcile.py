@@ -143,11 +143,13 @@ def node_facts(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, ke
     return NodeFacts(node_ips, local_ips, host_addresses(kernel.net, options), tuple(node_problems), zone)
 
 
-def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
-    """The desired state; its problems are the caller's to report (once per run, or once per change in watch)."""
+def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts,
+            backends: bool = False) -> Desired:
+    """The desired state; its problems are the caller's to report (once per run, or once per change in watch).
+    `backends`: with every real server's pod and node (for show)."""
     facts = node_facts(snapshot, node, options, kernel)
     desired = build_desired(snapshot, node.name, facts.node_ips, options, facts.local_ips, facts.host_addresses,
-                            facts.zone)
+                            facts.zone, backends)
     if facts.problems:
         desired = replace(desired, problems=facts.problems + desired.problems)
     warn_missing_families(desired, node)

@@ -39,7 +39,7 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
     kernel = read_kernel(runner)
     connections = parse_connections(runner.run(READ_CONNECTIONS))
     rates = parse_rates(runner.run(READ_RATES))
-    desired, drains = with_draining(runner, compute(snapshot, node, options, kernel), kernel, options,
+    desired, drains = with_draining(runner, compute(snapshot, node, options, kernel, backends=True), kernel, options,
                                     keep_record=False)
     draining = {(d.service, d.server) for d in drains}
     in_kernel = {vs.key: vs for vs in kernel.rules}

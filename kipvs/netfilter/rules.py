@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from kipvs.cluster import Problem, find_node, node_pod_cidrs, parse_service, parse_source_ranges
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
-from kipvs.model import family_of
+from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot
 
 PREFIX = "KIPVS-"
@@ -64,8 +64,13 @@ class DesiredNetfilter:
     problems: tuple[Problem, ...] = ()
 
 
+def _family(ip: str) -> int:
+    """4 or 6 for the desired state's addresses, which are canonical already (family_of re-validates)."""
+    return 6 if ":" in ip else 4
+
+
 def _host(ip: str) -> str:
-    return f"{ip}/{32 if family_of(ip) == 4 else 128}"
+    return f"{ip}/{128 if ':' in ip else 32}"
 
 
 def _port_match(protocol: str, port: int) -> str:
@@ -76,6 +81,15 @@ def _of(networks, family: int) -> list[str]:
     return [str(n) for n in networks if n.version == family]
 
 
+def _raw_key(obj: dict) -> tuple[str, str]:
+    """The (namespace, name) parse_service gives an object, read without parsing the rest of it."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    return (namespace if isinstance(namespace, str) and namespace else "default",
+            name if isinstance(name, str) and name else "")
+
+
 class _Builder:
     def __init__(self, desired: Desired, snapshot: Snapshot, node_name: str, options: NetfilterOptions):
         self.desired = desired
@@ -83,16 +97,23 @@ class _Builder:
         self.options = options
         self.problems: list[Problem] = []
         self.pod_cidrs = node_pod_cidrs(find_node(snapshot.nodes, node_name), self.problems)
-        self.specs = {}
+        # Only what netfilter asks about is parsed (50,000 Services were parsed a second time per sync):
+        # a Service's policy when one of its virtual servers is asked about, source ranges of LoadBalancers.
+        self.objects: dict[tuple[str, str], dict] = {}  # the last object of a name wins, as in parsing
+        self.specs: dict = {}
         self.ranges = {}
         for obj in snapshot.services:
-            spec = parse_service(obj, [])  # its problems are reported by the IPVS side already
-            self.specs[(spec.namespace, spec.name)] = spec
-            if spec.type == "LoadBalancer":
-                self.ranges[(spec.namespace, spec.name)] = parse_source_ranges(obj, self.problems)
+            key = _raw_key(obj)
+            self.objects[key] = obj
+            spec = obj.get("spec")
+            if isinstance(spec, dict) and spec.get("type") == "LoadBalancer":  # parse_service's type exactly
+                self.ranges[key] = parse_source_ranges(obj, self.problems)
 
     def local_policy(self, key: tuple[str, str]) -> bool:
-        spec = self.specs.get(key)
+        if key not in self.specs:
+            obj = self.objects.get(key)
+            self.specs[key] = parse_service(obj, []) if obj is not None else None  # problems: IPVS side's
+        spec = self.specs[key]
         return spec is not None and (spec.external_local or
                                      spec.annotations.get(LOCAL_ANNOTATION, "").lower() == "true")
 
@@ -103,11 +124,13 @@ class _Builder:
         return _of(self.pod_cidrs, family), True
 
     def nat(self, family: int) -> tuple[str, ...]:
-        servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and family_of(vs.ip) == family]
+        servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and _family(vs.ip) == family]
         if not servers:
             return ()
-        local_endpoints = sorted({rs.ip for vs in servers for rs in vs.real_servers
-                                  if (info := self.desired.backends.get(rs.key)) and info.node == self.node_name})
+        # This node's endpoints (few): real servers are looked at only when there are any.
+        local = self.desired.local_backends
+        local_endpoints = sorted({rs.ip for vs in servers for rs in vs.real_servers if rs.key in local}) \
+            if local else []
         rules = [f"-s {_host(ip)} -d {_host(ip)} -j MASQUERADE" for ip in local_endpoints]
         kept = dict.fromkeys((vs.ip, vs.port) for vs in servers
                              if (origin := self.desired.origins.get(vs.key)) and origin.kind != "ClusterIP"
@@ -131,11 +154,11 @@ class _Builder:
     def filter(self, family: int) -> tuple[str, ...]:
         by_address: dict[str, list] = {}
         for vs in self.desired.virtual_servers:
-            if vs.protocol != "fwmark" and family_of(vs.ip) == family:
+            if vs.protocol != "fwmark" and _family(vs.ip) == family:
                 by_address.setdefault(vs.ip, []).append(vs)
         rules: list[str] = []
         for ip in self.desired.addresses:
-            if family_of(ip) != family:
+            if _family(ip) != family:
                 continue
             for vs in by_address.get(ip, ()):
                 origin = self.desired.origins.get(vs.key)
@@ -181,7 +204,9 @@ class _Builder:
 
 
 def build_netfilter(desired: Desired, snapshot: Snapshot, node_name: str,
-                    options: NetfilterOptions) -> DesiredNetfilter:
-    builder = _Builder(desired, snapshot, node_name, options)
-    rulesets = {family: builder.ruleset(family) for family in (4, 6)}
-    return DesiredNetfilter(rulesets, builder.service_states(), tuple(builder.problems))
+                    options: NetfilterOptions, per_service: bool = True) -> DesiredNetfilter:
+    """`per_service`: also what each Service gets (for `show`; a sync does not need it)."""
+    with gc_paused():  # acyclic bulk data, like the desired state (kipvs.gc_pause)
+        builder = _Builder(desired, snapshot, node_name, options)
+        rulesets = {family: builder.ruleset(family) for family in (4, 6)}
+        return DesiredNetfilter(rulesets, builder.service_states() if per_service else {}, tuple(builder.problems))

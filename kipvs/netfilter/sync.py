@@ -52,7 +52,7 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
 
 def sync_netfilter(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,
                    options: NetfilterOptions) -> NetfilterOutcome:
-    want = build_netfilter(desired, snapshot, node_name, options)
+    want = build_netfilter(desired, snapshot, node_name, options, per_service=False)
     outcome = NetfilterOutcome(problems=want.problems)
     try:
         facts = detect(runner, options.mode)

@@ -11,5 +11,6 @@ def test_lab_benchmark_runs_and_prints_its_table():
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     for row in ("floor: raw ipvsadm -R", "kipvs full sync from empty", "kipvs no-op resync (0 writes)",
-                "kipvs one endpoint added (1 IPVS write)", "naive: one process per rule"):
+                "kipvs one endpoint added (1 IPVS write)", "naive: one process per rule",
+                "netfilter: raw iptables-restore (its floor)", "netfilter: kipvs (detect+plan+apply+verify)"):
         assert row in text, text

@@ -24,7 +24,11 @@ def test_cluster_ip_virtual_server_with_ready_endpoints():
     assert vs.scheduler == "rr" and vs.persistent is None and vs.flags == ()
     assert vs.real_servers == (RealServer("10.1.0.5", 8080, 1, "masq"), RealServer("10.1.0.6", 8080, 1, "masq"))
     assert d.addresses == ("10.96.0.10",)
-    assert d.backends[("10.1.0.6", 8080)].pod == "pod-10.1.0.6" and d.backends[("10.1.0.6", 8080)].node == "node-b"
+    assert d.backends == {} and d.local_backends == {("10.1.0.5", 8080)}  # node-a's own; pods only for show
+    shown = build_desired(snapshot(svc("web"), eps("web", [ep("10.1.0.5"), ep("10.1.0.6", node="node-b")])),
+                          "node-a", NODE_IPS, OPTS, backends=True)
+    assert shown.backends[("10.1.0.6", 8080)].pod == "pod-10.1.0.6" and shown.backends[("10.1.0.6", 8080)].node == "node-b"
+    assert shown.local_backends == d.local_backends
 
 
 def test_protocols_udp_and_sctp_and_unknown():

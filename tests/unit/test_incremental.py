@@ -28,6 +28,8 @@ def same(state, objects):
     assert {vs.key: vs for vs in mine.virtual_servers} == {vs.key: vs for vs in full.virtual_servers}
     assert set(mine.addresses) == set(full.addresses)
     assert mine.origins == full.origins
+    served = {rs.key for vs in full.virtual_servers for rs in vs.real_servers}  # what netfilter asks about
+    assert mine.local_backends & served == full.local_backends & served
     assert sorted(map(str, mine.problems)) == sorted(map(str, full.problems))
     assert sorted(mine.skipped) == sorted(full.skipped)
     assert mine.protected_addresses == full.protected_addresses and mine.hold_removals == full.hold_removals

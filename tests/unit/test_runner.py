@@ -41,8 +41,38 @@ def test_dry_run_prints_and_runs_nothing():
     assert out.getvalue() == "ip route replace local 10.0.0.1 dev d table local\n"
 
 
+def test_dry_run_prints_restore_input_as_a_here_document():
+    out = io.StringIO()
+    DryRunRunner(out=out).apply([Batch("ip", ("route replace local 10.0.0.1 dev d table local",)),
+                                 Batch("iptables-legacy-restore", ("*nat", ":KIPVS-POSTROUTING - [0:0]", "COMMIT"))])
+    assert out.getvalue().splitlines() == [
+        "ip route replace local 10.0.0.1 dev d table local",
+        "iptables-legacy-restore -w --noflush <<'EOF'", "*nat", ":KIPVS-POSTROUTING - [0:0]", "COMMIT", "EOF"]
+
+
 def test_batch_feeds_stdin_and_reports_failed_lines(caplog):
     # `cat` stands in for a batch tool here so the seam's plumbing is tested without ip/ipvsadm.
     runner = Runner()
     result = runner._exec(["cat"], "a\nb\n")
     assert result.stdout == "a\nb\n" and result.returncode == 0
+
+
+def test_sysctl_batches_are_written_to_proc_without_a_process(tmp_path, caplog):
+    (tmp_path / "net" / "ipv4" / "vs").mkdir(parents=True)
+    runner = Runner()
+    runner.proc_sys = str(tmp_path)
+    [result] = runner.apply([Batch("sysctl", ("net.ipv4.vs.conntrack=1", "net.ipv4.vs.absent/x=1"))])
+    assert (tmp_path / "net" / "ipv4" / "vs" / "conntrack").read_text() == "1\n"
+    assert result.returncode == 1 and "cannot set net.ipv4.vs.absent/x" in caplog.text
+
+
+def test_a_sysctl_write_refused_for_permission_raises_like_the_tools(tmp_path, monkeypatch):
+    # Tests run as root here, which writes any file: the refusal a non-root user gets is simulated.
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    runner = Runner()
+    runner.proc_sys = str(tmp_path)
+    monkeypatch.setattr("builtins.open", refused)
+    with pytest.raises(PermissionDenied, match="permission denied: run as root"):
+        runner.apply([Batch("sysctl", ("net.ipv4.vs.conntrack=1",))])

@@ -55,7 +55,8 @@ def test_a_json_dump_parses_endpoint_slices_while_decoding_with_the_same_result_
     from_yaml = parse_cluster_text(yaml.safe_dump(document), "dump.yaml")
     assert all(isinstance(s, ParsedEndpointSlice) for s in from_json.endpoint_slices)
     assert len(from_json.endpoint_slices) == len(from_yaml.endpoint_slices) == 3
-    one, other = (build_desired(s, "node-a", {4: "192.168.1.10"}, ProxyOptions()) for s in (from_json, from_yaml))
-    assert one.virtual_servers == other.virtual_servers and one.backends == other.backends
+    one, other = (build_desired(s, "node-a", {4: "192.168.1.10"}, ProxyOptions(), backends=True)
+                  for s in (from_json, from_yaml))
+    assert one.virtual_servers == other.virtual_servers and one.backends == other.backends and one.backends
     assert [str(p) for p in one.problems] == [str(p) for p in other.problems]
     assert any("EndpointSlice default/web-x: endpoints[1]" in str(p) for p in one.problems)
