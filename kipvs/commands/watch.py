@@ -200,11 +200,10 @@ class Watcher:
         endpoints among them change (hairpin). Remote endpoint churn, the common event, does not."""
         if {vs.key for vs in wanted.virtual_servers} != {vs.key for vs in view.rules}:
             return True
-        backends, node = self.state.backends, self.node.name
+        ours = self.state.local_backends
 
         def local(servers) -> set[str]:
-            return {rs.ip for vs in servers for rs in vs.real_servers
-                    if (info := backends.get(rs.key)) is not None and info.node == node}
+            return {rs.ip for vs in servers for rs in vs.real_servers if rs.key in ours}
         return local(wanted.virtual_servers) != local(view.rules)
 
     def _track_drains(self, result: SyncResult, change: Change | None) -> None:
