@@ -15,8 +15,8 @@ from kipvs.draining import Drain, drain, drained_service, leaving
 from kipvs.errors import ConfigError
 from kipvs.facts.ipvs_conns import read_connections
 from kipvs.facts.ipvs_timeouts import read_timeouts
-from kipvs.facts.ipvsadm import service_key_of_line
-from kipvs.facts.kernel import TARGETED_VERIFY_MAX, KernelFacts, read_kernel, read_kernel_or_empty, reread
+from kipvs.facts.ipvsadm import TARGETED_READ_MAX, service_key_of_line
+from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, reread
 from kipvs.model import family_of
 from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
 from kipvs.plan import Plan, plan_cleanup, plan_sync
@@ -316,7 +316,7 @@ def _touched(plan: Plan) -> set[tuple] | None:
             if line.startswith("--set"):
                 continue
             touched.add(service_key_of_line(line))
-            if len(touched) > TARGETED_VERIFY_MAX:
+            if len(touched) > TARGETED_READ_MAX:
                 return None
     return touched
 

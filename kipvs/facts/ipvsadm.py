@@ -209,16 +209,26 @@ def service_key_of_line(line: str) -> tuple[str, str, int]:
     return parse_line(line.split())[0]
 
 
+# Up to this many services are read one by one (`ipvsadm -L -t VIP:PORT`) instead of listing the whole
+# table: a change among thousands of services then costs a few small processes.
+TARGETED_READ_MAX = 8
+
+
+def list_service(runner: Runner, key: tuple[str, str, int]) -> str | None:
+    """`ipvsadm -L -n --exact` of one service (None: the kernel has no such service)."""
+    try:
+        return runner.run(READ_CONNECTIONS + VirtualServer(*key).service_args().split())
+    except CommandFailed as exc:
+        if "no such service" not in exc.stderr.lower():
+            raise
+        return None
+
+
 def read_services(runner: Runner, keys: set[tuple[str, str, int]]) -> dict[tuple, VirtualServer | None]:
     """Each service as the kernel has it now (None: absent), one `ipvsadm -L` each."""
     found: dict[tuple, VirtualServer | None] = {}
     for key in keys:
-        probe = VirtualServer(*key)
-        try:
-            listed = parse_listing(runner.run(["ipvsadm", "-L", "-n", "--exact", *probe.service_args().split()]))
-        except CommandFailed as exc:
-            if "no such service" not in exc.stderr.lower():
-                raise
-            listed = []
+        text = list_service(runner, key)
+        listed = parse_listing(text) if text is not None else []
         found[key] = listed[0] if listed else None
     return found

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from kipvs.errors import KipvsError
 from kipvs.facts.iproute import read_net_facts
 from kipvs.facts.ipvs_timeouts import read_timeouts
-from kipvs.facts.ipvsadm import read_rules, read_services
+from kipvs.facts.ipvsadm import TARGETED_READ_MAX, read_rules, read_services
 from kipvs.model import NetFacts, VirtualServer
 from kipvs.runner import Runner
 
@@ -46,16 +46,11 @@ def read_sysctls(runner: Runner) -> dict[str, str]:
     return values
 
 
-# Up to this many changed virtual servers are verified one by one (`ipvsadm -L -t`) instead of re-reading
-# the whole table: a changed endpoint among thousands of services then costs two small processes.
-TARGETED_VERIFY_MAX = 8
-
-
 def reread(runner: Runner, before: KernelFacts, tools: set[str],
            touched: set[tuple] | None = None) -> KernelFacts:
     """Read again only what the tools in `tools` (ip, ipvsadm, sysctl) may have changed; with
     `touched` (the services the ipvsadm lines named), only those services."""
-    if "ipvsadm" in tools and touched is not None and len(touched) <= TARGETED_VERIFY_MAX:
+    if "ipvsadm" in tools and touched is not None and len(touched) <= TARGETED_READ_MAX:
         now = read_services(runner, touched)
         rules = [now.pop(vs.key) if vs.key in now else vs for vs in before.rules]
         rules = tuple(vs for vs in rules + list(now.values()) if vs is not None)
