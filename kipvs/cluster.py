@@ -144,7 +144,7 @@ def _identity(kind: str, obj: dict, problems: list[Problem]) -> tuple[Reader, di
 # --- Services ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     index: int
     name: str
@@ -153,14 +153,14 @@ class ServicePort:
     node_port: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExternalAddress:
     ip: str
     kind: str  # ExternalIP or LoadBalancer
     field: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a dump's 50,000 of them are kept while it is planned
 class ServiceSpec:
     """A Service as kipvs understands it. `malformed`: some field could not be understood, so the
     virtual servers its addresses had are kept; `addresses_known`: its cluster IPs could be read."""
@@ -325,6 +325,57 @@ def parse_source_ranges(obj: dict, problems: list[Problem]) -> tuple:
     return tuple(found)
 
 
+def service_key(obj) -> tuple[str, str]:
+    """The (namespace, name) parse_service gives a Service (raw or parsed early), read without parsing the rest."""
+    if isinstance(obj, ParsedService):
+        return obj.spec.namespace, obj.spec.name
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    return (namespace if isinstance(namespace, str) and namespace else "default",
+            name if isinstance(name, str) and name else "")
+
+
+def _is_load_balancer(obj: dict) -> bool:
+    spec = obj.get("spec")
+    return isinstance(spec, dict) and spec.get("type") == "LoadBalancer"  # parse_service's type exactly
+
+
+class ParsedService(NamedTuple):
+    """A Service parsed as its file was read (`parse_early`), holding all that any consumer reads from it,
+    so the raw object is not kept. Problems are reported where they would be: `problems` when the desired
+    state is built, `range_problems` when netfilter rules are."""
+
+    spec: ServiceSpec
+    problems: tuple[Problem, ...]
+    source_ranges: tuple | None  # parse_source_ranges of a LoadBalancer; None for any other type
+    range_problems: tuple[Problem, ...] = ()
+
+
+def parse_service_early(obj: dict) -> ParsedService:
+    problems: list[Problem] = []
+    spec = parse_service(obj, problems)
+    range_problems: list[Problem] = []
+    ranges = parse_source_ranges(obj, range_problems) if _is_load_balancer(obj) else None
+    return ParsedService(spec, tuple(problems), ranges, tuple(range_problems))
+
+
+def service_spec(obj, problems: list[Problem]) -> ServiceSpec:
+    """parse_service, for a raw object or one parsed early."""
+    if isinstance(obj, ParsedService):
+        problems.extend(obj.problems)
+        return obj.spec
+    return parse_service(obj, problems)
+
+
+def load_balancer_source_ranges(obj, problems: list[Problem]) -> tuple | None:
+    """parse_source_ranges of a LoadBalancer Service (raw or parsed early); None for any other type."""
+    if isinstance(obj, ParsedService):
+        problems.extend(obj.range_problems)
+        return obj.source_ranges
+    return parse_source_ranges(obj, problems) if _is_load_balancer(obj) else None
+
+
 # --- EndpointSlices -----------------------------------------------------------
 
 
@@ -468,7 +519,7 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
 
 
 class ParsedEndpointSlice(NamedTuple):
-    """An EndpointSlice parsed while its file was decoded (see `parse_slices_early`): `spec` is None
+    """An EndpointSlice parsed while its file was decoded (see `parse_early`): `spec` is None
     for a slice kipvs skips; `problems` are reported when the desired state is built, as they would be."""
 
     spec: EndpointSliceSpec | None
@@ -483,13 +534,16 @@ def parse_endpoint_slice_early(obj: dict) -> ParsedEndpointSlice:
     return ParsedEndpointSlice(spec, tuple(problems), (meta.get("namespace") or "", meta.get("name") or ""))
 
 
-def parse_slices_early(obj: dict):
-    """A `json.loads` object_hook: each EndpointSlice becomes its compact parsed form as soon as it
-    is decoded, so a dump's 500,000 endpoint dicts are never all in memory at once (file mode's
-    peak was mostly those)."""
-    if obj.get("kind") != "EndpointSlice":
-        return obj
-    return parse_endpoint_slice_early(obj)
+def parse_early(obj):
+    """One item of a JSON dump, parsed as soon as it is decoded (kipvs.sources.file): a Service or an
+    EndpointSlice becomes its compact parsed form, so a dump's raw objects (500,000 endpoint dicts at
+    scale) are never all in memory at once. Anything else is returned as it is."""
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    if kind == "Service":
+        return parse_service_early(obj)
+    if kind == "EndpointSlice":
+        return parse_endpoint_slice_early(obj)
+    return obj
 
 
 def endpoint_slice_spec(obj, problems: list[Problem]) -> EndpointSliceSpec | None:

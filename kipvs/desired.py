@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from kipvs.cluster import (Endpoint, EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec,
-                           find_node, node_ips_of, node_zone_of, parse_service, shown)
+                           find_node, node_ips_of, node_zone_of, service_spec, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
 from kipvs.endpoints import select
 from kipvs.gc_pause import gc_paused
@@ -380,7 +380,7 @@ def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str],
                    local_ips: list[str] | None, host_addresses: frozenset[str], zone: str | None,
                    backends: bool) -> Desired:
     problems: list[Problem] = list(snapshot.problems)
-    services = sorted((parse_service(obj, problems) for obj in snapshot.services), key=_precedence)
+    services = sorted((service_spec(obj, problems) for obj in snapshot.services), key=_precedence)
     slices = [s for s in (endpoint_slice_spec(obj, problems) for obj in snapshot.endpoint_slices) if s]
     expander = _Expander(node_name, node_ips, local_ips or [], options, EndpointIndex(slices), problems,
                          host_addresses, node_zone_of(find_node(snapshot.nodes, node_name), problems) if zone is None

@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from kipvs.cluster import (SERVICE_NAME_LABEL, ParsedEndpointSlice, Problem, endpoint_slice_spec, find_node,
-                           parse_service)
+from kipvs.cluster import (SERVICE_NAME_LABEL, ParsedEndpointSlice, ParsedService, Problem, endpoint_slice_spec,
+                           find_node, service_spec)
 from kipvs.metrics import listen
 from kipvs.sources import Snapshot
 
@@ -49,6 +49,9 @@ def _raw_spec(obj) -> dict:
 
 def wants_health_check(obj) -> bool:
     """A LoadBalancer Service with externalTrafficPolicy Local and a health check port (unparsed: cheap)."""
+    if isinstance(obj, ParsedService):
+        return obj.spec.type == "LoadBalancer" and obj.spec.external_local and \
+            obj.spec.health_check_node_port is not None
     spec = _raw_spec(obj)
     return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local" and \
         spec.get("healthCheckNodePort") is not None
@@ -74,7 +77,7 @@ def wanted_checks(snapshot: Snapshot, node_name: str) -> dict[tuple[str, str], H
     for obj in snapshot.services:
         if not wants_health_check(obj):
             continue
-        service = parse_service(obj, scratch)
+        service = service_spec(obj, scratch)
         if service.health_check_node_port and service.name and not service.skip_reason:
             ports[(service.namespace, service.name)] = service.health_check_node_port
     local: dict[tuple[str, str], set[str]] = {key: set() for key in ports}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kipvs.cluster import (EndpointIndex, EndpointSliceSpec, ParsedEndpointSlice, Problem, ServiceSpec,
-                           endpoint_slice_spec, parse_service)
+                           endpoint_slice_spec, service_key, service_spec)
 from kipvs.config import ProxyOptions
 from kipvs.desired import BackendInfo, Desired, Origin, _Expander, _precedence
 from kipvs.facts.kernel import KernelFacts
@@ -95,7 +95,7 @@ class IncrementalDesired:
         if obj is None:
             return
         problems: list[Problem] = []
-        spec = parse_service(obj, problems)
+        spec = service_spec(obj, problems)
         self.services[(spec.namespace, spec.name)] = spec
         if problems:
             self.service_problems[key] = tuple(problems)
@@ -136,7 +136,7 @@ class IncrementalDesired:
             for obj in slices:
                 self._set_slice(normal_key(obj.key) if isinstance(obj, ParsedEndpointSlice) else object_key(obj), obj)
             for obj in services:
-                self._set_service(object_key(obj), obj)
+                self._set_service(service_key(obj), obj)
             return self._expand(set(self.services))
 
     def apply(self, services: dict[Ref, dict | None], slices: dict[Ref, object]) -> Change:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kipvs.cluster import Problem, find_node, node_pod_cidrs, parse_service, parse_source_ranges
+from kipvs.cluster import Problem, find_node, load_balancer_source_ranges, node_pod_cidrs, service_key, service_spec
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
 from kipvs.gc_pause import gc_paused
@@ -81,15 +81,6 @@ def _of(networks, family: int) -> list[str]:
     return [str(n) for n in networks if n.version == family]
 
 
-def _raw_key(obj: dict) -> tuple[str, str]:
-    """The (namespace, name) parse_service gives an object, read without parsing the rest of it."""
-    meta = obj.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
-    namespace, name = meta.get("namespace"), meta.get("name")
-    return (namespace if isinstance(namespace, str) and namespace else "default",
-            name if isinstance(name, str) and name else "")
-
-
 class _Builder:
     def __init__(self, desired: Desired, snapshot: Snapshot, node_name: str, options: NetfilterOptions):
         self.desired = desired
@@ -99,20 +90,20 @@ class _Builder:
         self.pod_cidrs = node_pod_cidrs(find_node(snapshot.nodes, node_name), self.problems)
         # Only what netfilter asks about is parsed (50,000 Services were parsed a second time per sync):
         # a Service's policy when one of its virtual servers is asked about, source ranges of LoadBalancers.
-        self.objects: dict[tuple[str, str], dict] = {}  # the last object of a name wins, as in parsing
+        self.objects: dict[tuple[str, str], object] = {}  # the last object of a name wins, as in parsing
         self.specs: dict = {}
         self.ranges = {}
         for obj in snapshot.services:
-            key = _raw_key(obj)
+            key = service_key(obj)
             self.objects[key] = obj
-            spec = obj.get("spec")
-            if isinstance(spec, dict) and spec.get("type") == "LoadBalancer":  # parse_service's type exactly
-                self.ranges[key] = parse_source_ranges(obj, self.problems)
+            ranges = load_balancer_source_ranges(obj, self.problems)
+            if ranges is not None:
+                self.ranges[key] = ranges
 
     def local_policy(self, key: tuple[str, str]) -> bool:
         if key not in self.specs:
             obj = self.objects.get(key)
-            self.specs[key] = parse_service(obj, []) if obj is not None else None  # problems: IPVS side's
+            self.specs[key] = service_spec(obj, []) if obj is not None else None  # problems: IPVS side's
         spec = self.specs[key]
         return spec is not None and (spec.external_local or
                                      spec.annotations.get(LOCAL_ANNOTATION, "").lower() == "true")

@@ -10,7 +10,7 @@ class Snapshot:
 
     Every source produces this same shape, so nothing downstream knows where it came from."""
 
-    services: tuple[dict, ...] = ()
+    services: tuple = ()  # dicts, or cluster.ParsedService from a JSON file
     endpoint_slices: tuple = ()  # dicts, or cluster.ParsedEndpointSlice from a JSON file
     nodes: tuple[dict, ...] = ()
     origin: str = ""
@@ -23,12 +23,13 @@ KIND_FIELD = {"Service": "services", "EndpointSlice": "endpoint_slices", "Node":
 def snapshot_from_objects(objects: list[dict], origin: str) -> Snapshot:
     """Sort API objects by kind; other kinds (Endpoints, Pods, …) are ignored, a kind that is not
     a string is reported."""
-    from kipvs.cluster import ParsedEndpointSlice, Problem, shown
+    from kipvs.cluster import ParsedEndpointSlice, ParsedService, Problem, shown
 
     buckets: dict[str, list[dict]] = {name: [] for name in KIND_FIELD.values()}
     problems = []
     for i, obj in enumerate(objects):
-        kind = "EndpointSlice" if isinstance(obj, ParsedEndpointSlice) else obj.get("kind")
+        kind = "EndpointSlice" if isinstance(obj, ParsedEndpointSlice) else \
+            "Service" if isinstance(obj, ParsedService) else obj.get("kind")
         if not isinstance(kind, str):
             problems.append(Problem(f"object {i} of {origin}", "kind", f"{shown(kind)} is not a kind; skipped"))
             continue

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from kipvs.cluster import ParsedEndpointSlice, parse_slices_early
+from kipvs.cluster import ParsedEndpointSlice, ParsedService, parse_early
 from kipvs.errors import ClusterUnavailable
 from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot, snapshot_from_objects
@@ -30,18 +30,92 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _DEEP_BLOCK = re.compile(r"^ {%d,}\S|(?:[-?] +){%d,}" % (MAX_NESTING * 2, MAX_NESTING), re.M)
 
 
+def _is_list(document: dict) -> bool:
+    """kubectl's -o yaml/json of several kinds (a `List`), or a bare {"items": [...]}."""
+    kind = document.get("kind")
+    return (isinstance(kind, str) and kind.endswith("List")) or ("items" in document and "kind" not in document)
+
+
 def _flatten(document) -> list[dict]:
-    """A `List` (kubectl's -o yaml/json of several kinds) or a single object."""
-    if isinstance(document, ParsedEndpointSlice):
-        return [document]
+    """A `List` or a single object."""
     if not isinstance(document, dict):
         return []
-    kind = document.get("kind")
-    if (isinstance(kind, str) and kind.endswith("List")) or ("items" in document and "kind" not in document):
+    if _is_list(document):
         items = document.get("items")
-        return [item for item in items if isinstance(item, (dict, ParsedEndpointSlice))] \
+        return [item for item in items if isinstance(item, (dict, ParsedEndpointSlice, ParsedService))] \
             if isinstance(items, list) else []
     return [document]
+
+
+class _Irregular(Exception):
+    """Not a plain `{..., "items": [...], ...}` List: decoded the ordinary way instead."""
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = json.decoder.WHITESPACE.match
+
+
+def _load_json(text: str):
+    """json.loads(text), except that each item of a List is parsed (cluster.parse_early) as soon as it
+    is decoded: at 50,000 Services the raw objects were most of file mode's peak memory. Only the top
+    level is walked here, so an object nested anywhere inside an item stays as it is; any file that is
+    not a plain List (errors included: their messages are json's own) is decoded again by json.loads."""
+    try:
+        return _load_list(text)
+    except (_Irregular, ValueError, StopIteration):
+        pass
+    return json.loads(text)
+
+
+def _load_list(text: str) -> dict:
+    scan = _DECODER.scan_once
+    i = _SPACE(text, 0).end()
+    if text[i:i + 1] != "{":
+        raise _Irregular
+    document = {}
+    i = _SPACE(text, i + 1).end()
+    if text[i:i + 1] == "}":
+        raise _Irregular  # {}: nothing to gain
+    while True:
+        if text[i:i + 1] != '"':
+            raise _Irregular
+        key, i = json.decoder.scanstring(text, i + 1)
+        i = _SPACE(text, i).end()
+        if text[i:i + 1] != ":":
+            raise _Irregular
+        i = _SPACE(text, i + 1).end()
+        if key == "items" and text[i:i + 1] == "[":
+            value, i = _load_items(text, i + 1, scan)
+        else:
+            value, i = scan(text, i)
+        document[key] = value  # a repeated key: the last wins, as in json.loads
+        i = _SPACE(text, i).end()
+        if text[i:i + 1] == ",":
+            i = _SPACE(text, i + 1).end()
+        elif text[i:i + 1] == "}":
+            break
+        else:
+            raise _Irregular
+    if _SPACE(text, i + 1).end() != len(text) or not _is_list(document):
+        raise _Irregular
+    return document
+
+
+def _load_items(text: str, i: int, scan) -> tuple[list, int]:
+    items: list = []
+    i = _SPACE(text, i).end()
+    if text[i:i + 1] == "]":
+        return items, i + 1
+    while True:
+        value, i = scan(text, i)
+        items.append(parse_early(value))
+        i = _SPACE(text, i).end()
+        if text[i:i + 1] == ",":
+            i = _SPACE(text, i + 1).end()
+        elif text[i:i + 1] == "]":
+            return items, i + 1
+        else:
+            raise _Irregular
 
 
 def _check_expansion(documents: list, budget: int) -> None:
@@ -104,7 +178,7 @@ def _parse_cluster_text(text: str, origin: str) -> Snapshot:
     try:
         if text.lstrip().startswith(("{", "[")):
             try:
-                documents = [json.loads(text, object_hook=parse_slices_early)]
+                documents = [_load_json(text)]
             except json.JSONDecodeError as exc:
                 raise ClusterUnavailable(f"{origin}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
                                          f"{exc.msg}") from None

@@ -1,0 +1,125 @@
+"""A JSON dump's Services and EndpointSlices are parsed as each item is decoded (kipvs.sources.file), so
+their raw objects are never all kept; everything built from them must be what the raw objects give
+(parsed late, as the API and YAML sources do): desired state, netfilter rules, health checks, the
+incremental state, and every problem, same text, same order. Hostile shapes included."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from hypothesis import HealthCheck as Slow
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kipvs.cluster import ParsedEndpointSlice, ParsedService
+from kipvs.config import NetfilterOptions, ProxyOptions
+from kipvs.desired import build_desired
+from kipvs.healthcheck import wanted_checks, wants_health_check
+from kipvs.incremental import IncrementalDesired
+from kipvs.netfilter.rules import build_netfilter
+from kipvs.sources import snapshot_from_objects
+from kipvs.sources.file import parse_cluster_text
+from tests.unit.test_hostile_input import NODE_IP, OBJECT_CASES, VICTIM, VICTIM_PATHS, cluster, junk, set_path
+
+OPTIONS = ProxyOptions(external_ip_ranges=(), strict_external_ip_validation=True, netfilter=NetfilterOptions())
+
+
+def lb_cluster() -> dict:
+    """cluster(), its victim a Local LoadBalancer with a health check port and source ranges (one bad)."""
+    data = cluster()
+    data["items"][VICTIM]["spec"].update(externalTrafficPolicy="Local", healthCheckNodePort=32000,
+                                         loadBalancerSourceRanges=["10.0.0.0/8", "nonsense", " 192.168.0.0/16"])
+    return data
+
+
+def outcomes(snapshot) -> tuple:
+    desired = build_desired(snapshot, "node3", {4: NODE_IP}, OPTIONS, backends=True)
+    netfilter = build_netfilter(desired, snapshot, "node3", OPTIONS.netfilter)
+    state = IncrementalDesired("node3", {4: NODE_IP}, [], OPTIONS)
+    state.rebuild(snapshot.services, snapshot.endpoint_slices)
+    incremental = state.desired()
+    return (desired.virtual_servers, desired.backends, desired.origins, desired.held, desired.addresses,
+            desired.protected_addresses, desired.hold_removals, desired.skipped, desired.notes,
+            [str(p) for p in desired.problems],
+            netfilter.rulesets, netfilter.services, [str(p) for p in netfilter.problems],
+            wanted_checks(snapshot, "node3"), [wants_health_check(s) for s in snapshot.services],
+            incremental.virtual_servers, sorted(str(p) for p in incremental.problems))
+
+
+def assert_early_is_late(data: dict) -> None:
+    early = parse_cluster_text(json.dumps(data), "dump.json")
+    late = snapshot_from_objects(copy.deepcopy(data["items"]), "dump.json")
+    assert outcomes(early) == outcomes(late)
+
+
+def test_a_json_dump_keeps_no_raw_service_or_slice():
+    snapshot = parse_cluster_text(json.dumps(lb_cluster()), "dump.json")
+    assert snapshot.services and all(isinstance(s, ParsedService) for s in snapshot.services)
+    assert snapshot.endpoint_slices and all(isinstance(s, ParsedEndpointSlice) for s in snapshot.endpoint_slices)
+    assert_early_is_late(lb_cluster())
+    desired = build_desired(snapshot, "node3", {4: NODE_IP}, OPTIONS)
+    assert ("tcp", "10.96.0.20", 80) in {vs.key for vs in desired.virtual_servers}
+    netfilter = build_netfilter(desired, snapshot, "node3", OPTIONS.netfilter)
+    assert [str(p) for p in netfilter.problems] == [
+        "Service hostile/victim: spec.loadBalancerSourceRanges[1]: 'nonsense' is not a CIDR; skipped"]
+    assert netfilter.services[("hostile", "victim")].source_ranges == ("10.0.0.0/8", "192.168.0.0/16")
+    assert list(wanted_checks(snapshot, "node3")) == [("hostile", "victim")]
+
+
+@pytest.mark.parametrize("what,index,path,value,named", OBJECT_CASES, ids=[c[0] for c in OBJECT_CASES])
+def test_each_hostile_field_gives_the_same_result_parsed_early_or_late(what, index, path, value, named):
+    for data in (cluster(), lb_cluster()):
+        set_path(data["items"][index], path, value)
+        assert_early_is_late(data)
+
+
+def test_objects_nested_inside_an_item_are_not_parsed_as_items():
+    """Only a List's own items are parsed early: a Service-shaped map inside an object (an ownerReference,
+    a hostile port) stays a map, with the same problems as before."""
+    data = cluster()
+    data["items"][VICTIM]["spec"]["ports"].append({"kind": "Service", "metadata": {"name": "inner"}})
+    data["items"][VICTIM + 1]["metadata"]["ownerReferences"] = [{"kind": "Service", "name": "victim"}]
+    data["items"][VICTIM + 1]["endpoints"].append({"kind": "EndpointSlice", "metadata": {"name": "e"}})
+    assert_early_is_late(data)
+    assert len(parse_cluster_text(json.dumps(data), "x").services) == 2
+
+
+@pytest.mark.parametrize("text", [
+    '{"kind": "Service", "metadata": {"name": "lone"}, "spec": {"clusterIP": "10.96.0.9"}, "items": [1]}',
+    ' \n{"items": [5], "items": [{"kind": "Service", "metadata": {"name": "a"}}]}  ',
+    '{"apiVersion": "v1", "items": [{"kind": "Service", "metadata": {"name": "a"}}, 5, null, []], "kind": "List"}',
+    '{"items":[{"kind":"Service","metadata":{"name":"a"}}],"kind":"ServiceList"}',
+])
+def test_json_that_is_not_a_plain_list_reads_as_json_loads_reads_it(text):
+    snapshot = parse_cluster_text(text, "x")
+    document = json.loads(text)
+    items = document["items"] if "kind" not in document or document["kind"].endswith("List") else [document]
+    late = snapshot_from_objects([i for i in items if isinstance(i, dict)], "x")
+    assert outcomes(snapshot) == outcomes(late)
+
+
+@pytest.mark.parametrize("text", [
+    '{"kind": "List", "items": [{"kind": "Service"} {"kind": "Node"}]}',
+    '{"kind": "List", "items": []} x',
+    '{"kind": "List" "items": []}',
+    '{"kind": "List", "items": [{"kind": "Service", "metadata": {"name": "a\x01"}}]}',
+    '{"kind": "List", "items": [{"kind": "Service"},]}',
+])
+def test_broken_json_is_reported_as_json_reports_it(text):
+    from kipvs.errors import ClusterUnavailable
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    error = expected.value
+    with pytest.raises(ClusterUnavailable) as got:
+        parse_cluster_text(text, "x")
+    assert str(got.value) == f"x: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[Slow.too_slow])
+@given(where=st.sampled_from(VICTIM_PATHS), value=junk)
+def test_any_value_at_any_path_gives_the_same_result_parsed_early_or_late(where, value):
+    index, path = where
+    data = lb_cluster()
+    set_path(data["items"][index], path, value)
+    assert_early_is_late(data)
