@@ -11,6 +11,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -460,6 +461,44 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
                     zones, nodes)
 
 
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_new_endpoint = tuple.__new__  # Endpoint(...) without the Python-level __new__ a NamedTuple adds
+
+
+def _endpoints(r: Reader, raws: list, family: int) -> list[Endpoint]:
+    """The hot loop of a large cluster (every endpoint of every slice). An endpoint whose fields are all
+    well-typed and valid (the common case) is built here, where it can have no problem; anything else
+    goes to `_endpoint`, which reports what is wrong, so problems come out as they always did."""
+    af, pton, ntop, intern, new = _AF[family], socket.inet_pton, socket.inet_ntop, sys.intern, _new_endpoint
+    endpoints = []
+    for i, raw in enumerate(raws):
+        if raw.__class__ is dict:
+            addresses, conditions, node = raw.get("addresses"), raw.get("conditions"), raw.get("nodeName")
+            target = raw.get("targetRef")
+            pod = target.get("name") if target.__class__ is dict else "" if target is None else None
+            if addresses.__class__ is list and addresses and conditions.__class__ is dict and \
+                    node.__class__ is str and pod.__class__ is str and raw.get("hints") is None:
+                ip = addresses[0]
+                ready, serving, terminating = \
+                    conditions.get("ready"), conditions.get("serving"), conditions.get("terminating")
+                try:
+                    same = ip.__class__ is str and ntop(af, pton(af, ip)) == ip
+                except (OSError, ValueError):
+                    same = False
+                if same and (ready is None or ready.__class__ is bool) and \
+                        (serving is None or serving.__class__ is bool) and \
+                        (terminating is None or terminating.__class__ is bool):
+                    ready = ready is not False
+                    endpoints.append(new(Endpoint, (ip, intern(node), pod, ready,
+                                                    ready if serving is None else serving, terminating is True,
+                                                    (), ())))
+                    continue
+        endpoint = _endpoint(r, raw, f"endpoints[{i}]", family)
+        if endpoint:
+            endpoints.append(endpoint)
+    return endpoints
+
+
 def _hints(r: Reader, raw, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(zones, nodes) named by an endpoint's hints. A bad entry is reported and left out; an endpoint left
     without hints makes topology fall back to every endpoint (kube-proxy's rule)."""
@@ -509,11 +548,7 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
         if number is not None:
             ports.append(SlicePort(r.str(raw.get("name"), f"ports[{i}].name"),
                                    r.str(raw.get("protocol"), f"ports[{i}].protocol", "TCP"), number))
-    endpoints = []
-    for i, raw in enumerate(r.list(obj.get("endpoints"), "endpoints")):
-        endpoint = _endpoint(r, raw, f"endpoints[{i}]", family)
-        if endpoint:
-            endpoints.append(endpoint)
+    endpoints = _endpoints(r, r.list(obj.get("endpoints"), "endpoints"), family)
     r.finish()
     return EndpointSliceSpec(namespace, service, family, tuple(ports), tuple(endpoints))
 

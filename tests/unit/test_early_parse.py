@@ -123,3 +123,41 @@ def test_any_value_at_any_path_gives_the_same_result_parsed_early_or_late(where,
     data = lb_cluster()
     set_path(data["items"][index], path, value)
     assert_early_is_late(data)
+
+
+def _one_by_one(raws: list, family: int) -> tuple[list, list]:
+    """What every endpoint gives through the general reader (`_endpoint`), the fast path's reference."""
+    from kipvs.cluster import Reader, _endpoint
+    problems: list = []
+    reader = Reader("EndpointSlice default/s", problems)
+    found = [e for e in (_endpoint(reader, raw, f"endpoints[{i}]", family) for i, raw in enumerate(raws)) if e]
+    reader.finish()
+    return found, [str(p) for p in problems]
+
+
+def _fast(raws: list, family: int) -> tuple[list, list]:
+    from kipvs.cluster import Reader, _endpoints
+    problems: list = []
+    reader = Reader("EndpointSlice default/s", problems)
+    found = _endpoints(reader, raws, family)
+    reader.finish()
+    return found, [str(p) for p in problems]
+
+
+_conditions = st.dictionaries(st.sampled_from(["ready", "serving", "terminating"]),
+                              st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, "true"])))
+_endpoint_maps = st.fixed_dictionaries({}, optional={
+    "addresses": st.one_of(st.lists(st.sampled_from(["10.1.0.5", "10.1.0.05", "fd00::5", "FD00::5", "x", 5, None]),
+                                    max_size=2), st.just("10.1.0.5"), st.none()),
+    "conditions": st.one_of(_conditions, st.none(), st.just([])),
+    "nodeName": st.one_of(st.sampled_from(["node-a", ""]), st.none(), st.just(5)),
+    "targetRef": st.one_of(st.fixed_dictionaries({}, optional={"name": st.one_of(st.text(max_size=4), st.none(),
+                                                                                st.just(5))}),
+                           st.none(), st.just("pod")),
+    "hints": st.one_of(st.none(), st.just({"forZones": [{"name": "z"}]}), st.just([]))})
+
+
+@settings(max_examples=300, deadline=None)
+@given(raws=st.lists(st.one_of(_endpoint_maps, st.none(), st.just("x")), max_size=8), family=st.sampled_from([4, 6]))
+def test_the_endpoint_fast_path_gives_what_the_general_reader_gives(raws, family):
+    assert _fast(raws, family) == _one_by_one(raws, family)
