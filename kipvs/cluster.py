@@ -597,15 +597,22 @@ class EndpointIndex:
         for item in slices:
             self.by_service[(item.namespace, item.service)].append(item)
 
-    def endpoints(self, namespace: str, name: str, port_name: str, protocol: str) -> list[tuple[Endpoint, int]]:
-        """(endpoint, target port) for one Service port, matched by name and protocol; duplicates merged,
-        a ready copy winning over a not-ready one."""
+    def endpoints(self, namespace: str, name: str, port_name: str, protocol: str,
+                  family: int | None = None) -> list[tuple[Endpoint, int]]:
+        """(endpoint, target port) for one Service port, matched by name and protocol (and address family:
+        a slice's endpoints are all of its family); duplicates merged, a ready copy winning over a not-ready one."""
         protocol = protocol.upper()
-        found: dict[tuple[str, int], tuple[Endpoint, int]] = {}
+        matching = []
         for item in self.by_service.get((namespace, name), ()):
             number = next((p.port for p in item.ports if p.name == port_name and p.protocol == protocol), None)
-            if number is None:
-                continue
+            if number is not None and (family is None or item.family == family):
+                matching.append((item, number))
+        if len(matching) == 1:  # the common case: one slice, its addresses usually all different
+            item, number = matching[0]
+            if len({e.ip for e in item.endpoints}) == len(item.endpoints):
+                return [(e, number) for e in item.endpoints]
+        found: dict[tuple[str, int], tuple[Endpoint, int]] = {}
+        for item, number in matching:
             for endpoint in item.endpoints:
                 previous = found.get((endpoint.ip, number))
                 if previous is None or (endpoint.ready and not previous[0].ready):

@@ -134,6 +134,24 @@ class RealServer:
         return self.options_args() == other.options_args()
 
 
+class _RealServerDraft:
+    """RealServer's slots, writable, for `plain_real_server`: the same layout, so a filled draft can
+    become a RealServer (its __class__ changed), frozen from then on like any other."""
+
+    __slots__ = RealServer.__slots__
+
+
+def plain_real_server(ip: str, port: int) -> RealServer:
+    """RealServer(ip, port), every other field its default: built in a quarter of the time the frozen
+    dataclass's __init__ takes (nine object.__setattr__ calls), which was ~0.5 s of 500,000 endpoints."""
+    draft = _RealServerDraft()
+    draft.ip, draft.port, draft.weight, draft.forward = ip, port, 1, "masq"
+    draft.u_threshold = draft.l_threshold = 0
+    draft.tun_type = draft.tun_port = draft.tun_csum = None
+    draft.__class__ = RealServer
+    return draft  # type: ignore[return-value]
+
+
 # The persistence netmask that groups nothing: the kernel's default, which `ipvsadm -S` does not print.
 HOST_NETMASK = {4: "255.255.255.255", 6: "128"}
 

@@ -1,5 +1,8 @@
+import dataclasses
 import json
 import ipaddress
+
+import pytest
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired, build_desired
@@ -190,3 +193,13 @@ def test_a_vip_also_on_lo_neither_replaces_every_sync_nor_loses_los_routes():
                        routes_src={"10.96.0.10": "192.168.123.249", "fd00:96::10": "fd00:123::249"})
     plan = plan_sync(d, read_kernel(RecordingRunner(_with_lo_routes(state, "10.96.0.10", "fd00:96::10"))), OPTS)
     assert not any("route" in line for line in plan.command_lines()), plan.command_lines()
+
+
+def test_a_plain_real_server_is_an_ordinary_frozen_real_server():
+    from kipvs.model import plain_real_server
+    fast, slow = plain_real_server("10.1.0.5", 8080), RealServer("10.1.0.5", 8080)
+    assert type(fast) is RealServer and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert not fast < slow and fast < plain_real_server("10.1.0.6", 80)
+    assert dataclasses.replace(fast, weight=0) == RealServer("10.1.0.5", 8080, weight=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.weight = 5
