@@ -121,7 +121,7 @@ class Reader:
         found = {}
         for key, item in self.map(value, path).items():
             if isinstance(key, str) and isinstance(item, str):
-                found[key] = item
+                found[sys.intern(key)] = item  # the same few keys on every object of a dump
             else:
                 self.problem(f"{path}[{str(key)[:64]}]", f"expected a string, got {shown(item)}")
         return found
@@ -130,7 +130,8 @@ class Reader:
 def _identity(kind: str, obj: dict, problems: list[Problem]) -> tuple[Reader, dict, str, str]:
     meta_raw = obj.get("metadata")
     meta = meta_raw if isinstance(meta_raw, dict) else {}
-    namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) and meta.get("namespace") else "default"
+    namespace = sys.intern(meta.get("namespace")) if isinstance(meta.get("namespace"), str) and meta.get("namespace") \
+        else "default"  # interned, like the other strings every object of a dump repeats (memory)
     name = meta.get("name")
     reader = Reader(f"{kind} {namespace}/{name if isinstance(name, str) and name else shown(name)}", problems)
     if not isinstance(meta_raw, dict):
@@ -227,7 +228,8 @@ def _ports(r: Reader, spec: dict) -> list[ServicePort]:
         if node_port is not None and not is_int(node_port):
             r.problem(f"{path}.nodePort", f"{shown(node_port)} is not a port number")
             node_port = None
-        ports.append(ServicePort(i, r.str(raw.get("name"), f"{path}.name"), protocol, number, node_port or None))
+        ports.append(ServicePort(i, sys.intern(r.str(raw.get("name"), f"{path}.name")), protocol, number,
+                                 node_port or None))
     return ports
 
 
@@ -288,7 +290,7 @@ def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
     spec_raw = obj.get("spec")
     spec = r.map(spec_raw, "spec")
     status = r.map(obj.get("status"), "status")
-    service_type = r.str(spec.get("type"), "spec.type", "ClusterIP")
+    service_type = sys.intern(r.str(spec.get("type"), "spec.type", "ClusterIP"))
     if service_type not in SERVICE_TYPES:
         r.problem("spec.type", f"unknown type {shown(service_type)}; treated as ClusterIP")
         service_type = "ClusterIP"
@@ -394,14 +396,14 @@ class Endpoint(NamedTuple):
     nodes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlicePort:
     name: str
     protocol: str  # TCP, UDP, SCTP as the API writes it
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointSliceSpec:
     namespace: str
     service: str
@@ -546,8 +548,8 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
             continue
         number = r.port(raw.get("port"), f"ports[{i}].port")
         if number is not None:
-            ports.append(SlicePort(r.str(raw.get("name"), f"ports[{i}].name"),
-                                   r.str(raw.get("protocol"), f"ports[{i}].protocol", "TCP"), number))
+            ports.append(SlicePort(sys.intern(r.str(raw.get("name"), f"ports[{i}].name")),
+                                   sys.intern(r.str(raw.get("protocol"), f"ports[{i}].protocol", "TCP")), number))
     endpoints = _endpoints(r, r.list(obj.get("endpoints"), "endpoints"), family)
     r.finish()
     return EndpointSliceSpec(namespace, service, family, tuple(ports), tuple(endpoints))
@@ -566,7 +568,9 @@ def parse_endpoint_slice_early(obj: dict) -> ParsedEndpointSlice:
     problems: list[Problem] = []
     spec = parse_endpoint_slice(obj, problems)
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    return ParsedEndpointSlice(spec, tuple(problems), (meta.get("namespace") or "", meta.get("name") or ""))
+    namespace = meta.get("namespace") or ""
+    return ParsedEndpointSlice(spec, tuple(problems), (sys.intern(namespace) if isinstance(namespace, str) else namespace,
+                                                       meta.get("name") or ""))
 
 
 def parse_early(obj):
