@@ -29,6 +29,12 @@ def family_of(ip: str) -> int:
     return 6 if ":" in ip else 4
 
 
+def known_family(ip: str) -> int:
+    """4 or 6 for an address already checked (the desired state's, the kernel's as parsed): family_of
+    checks it again, which cost ~0.2 s of planning 50,000 addresses."""
+    return 6 if ":" in ip else 4
+
+
 @dataclass(frozen=True)
 class InterfaceAddress:
     interface: str
@@ -117,6 +123,8 @@ class RealServer:
 
     def options_args(self) -> str:
         """`-m -w 1 …`: everything of an `-a`/`-e` line after `-r ADDRESS`."""
+        if not (self.u_threshold or self.l_threshold or self.tun_type or self.tun_port is not None or self.tun_csum):
+            return f"{FORWARD_FLAG[self.forward]} -w {self.weight}"  # the common case, once per real server
         parts = [FORWARD_FLAG[self.forward], f"-w {self.weight}"]
         if self.u_threshold:
             parts.append(f"-x {self.u_threshold}")

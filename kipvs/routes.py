@@ -26,7 +26,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 
 from kipvs.errors import ConfigError
-from kipvs.model import InterfaceAddress, LocalRoute, NetFacts, canonical_ip, family_of
+from kipvs.model import InterfaceAddress, LocalRoute, NetFacts, canonical_ip, family_of, known_family
 
 # The metric our IPv6 route lands on (`replace` without a metric): a wrong route there is replaced in place.
 IPV6_METRIC = 1024
@@ -63,7 +63,7 @@ class RouteCheck:
 
 
 def add_line(vip: str, interface: str, node_ip: str) -> str:
-    verb = "append" if family_of(vip) == 4 else "replace"
+    verb = "append" if known_family(vip) == 4 else "replace"
     return f"route {verb} local {vip} dev {interface} proto kernel scope host src {node_ip} table local"
 
 
@@ -80,7 +80,7 @@ def delete_line(route: LocalRoute) -> str:
 
 def check_route(vip: str, interface: str, node_ip: str | None, routes: list[LocalRoute]) -> RouteCheck:
     """`routes`: the `local` routes of table local for `vip`, of any device (only `interface`'s count)."""
-    family = family_of(vip)
+    family = known_family(vip)
     if node_ip is None:
         return RouteCheck(vip, family, None)
     if vip == node_ip:  # the node's own address: the source is the node IP whatever the route says
@@ -107,7 +107,7 @@ def local_routes_by_dst(facts: NetFacts) -> dict[str, list[LocalRoute]]:
 
 def check_routes(vips: list[str], interface: str, node_ips: dict[int, str], facts: NetFacts) -> list[RouteCheck]:
     by_dst = local_routes_by_dst(facts)
-    return [check_route(vip, interface, node_ips.get(family_of(vip)), by_dst.get(vip, [])) for vip in vips]
+    return [check_route(vip, interface, node_ips.get(known_family(vip)), by_dst.get(vip, [])) for vip in vips]
 
 
 def orphan_routes(facts: NetFacts, interface: str) -> list[LocalRoute]:

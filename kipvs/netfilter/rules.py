@@ -20,6 +20,7 @@ from kipvs.cluster import Problem, find_node, load_balancer_source_ranges, node_
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
 from kipvs.gc_pause import gc_paused
+from kipvs.model import known_family
 from kipvs.sources import Snapshot
 
 PREFIX = "KIPVS-"
@@ -62,11 +63,6 @@ class DesiredNetfilter:
     rulesets: dict[int, Ruleset]
     services: dict[tuple[str, str], ServiceNetfilter]
     problems: tuple[Problem, ...] = ()
-
-
-def _family(ip: str) -> int:
-    """4 or 6 for the desired state's addresses, which are canonical already (family_of re-validates)."""
-    return 6 if ":" in ip else 4
 
 
 def _host(ip: str) -> str:
@@ -115,7 +111,7 @@ class _Builder:
         return _of(self.pod_cidrs, family), True
 
     def nat(self, family: int) -> tuple[str, ...]:
-        servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and _family(vs.ip) == family]
+        servers = [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and known_family(vs.ip) == family]
         if not servers:
             return ()
         # This node's endpoints (few): real servers are looked at only when there are any.
@@ -145,11 +141,11 @@ class _Builder:
     def filter(self, family: int) -> tuple[str, ...]:
         by_address: dict[str, list] = {}
         for vs in self.desired.virtual_servers:
-            if vs.protocol != "fwmark" and _family(vs.ip) == family:
+            if vs.protocol != "fwmark" and known_family(vs.ip) == family:
                 by_address.setdefault(vs.ip, []).append(vs)
         rules: list[str] = []
         for ip in self.desired.addresses:
-            if _family(ip) != family:
+            if known_family(ip) != family:
                 continue
             for vs in by_address.get(ip, ()):
                 origin = self.desired.origins.get(vs.key)
