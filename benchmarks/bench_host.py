@@ -31,6 +31,7 @@ from kipvs.facts.iproute import parse_links, parse_route_list  # noqa: E402
 from kipvs.facts.kernel import IPVS_SYSCTLS, STRICT_ARP_SYSCTLS, KernelFacts  # noqa: E402
 from kipvs.model import NetFacts  # noqa: E402
 from kipvs.plan import plan_sync  # noqa: E402
+from kipvs.reconcile import without_endpoints  # noqa: E402
 from kipvs.runner import DryRunRunner  # noqa: E402
 from kipvs.incremental import IncrementalDesired, KernelIndex, object_key  # noqa: E402
 from kipvs.sources.file import parse_cluster_text, read_cluster_file  # noqa: E402
@@ -108,6 +109,7 @@ def file_mode(path: str) -> None:
     snapshot = read_cluster_file(path)
     read = time.perf_counter()
     desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, CLI_OPTIONS)
+    snapshot = without_endpoints(snapshot)  # as `kipvs sync` does once planned (reconcile.start_sync)
     expanded = time.perf_counter()
     plan = plan_sync(desired, KernelFacts(), CLI_OPTIONS)
     with open(os.devnull, "w") as out:  # what --dry-run does with the plan: print it

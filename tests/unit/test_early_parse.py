@@ -161,3 +161,27 @@ _endpoint_maps = st.fixed_dictionaries({}, optional={
 @given(raws=st.lists(st.one_of(_endpoint_maps, st.none(), st.just("x")), max_size=8), family=st.sampled_from([4, 6]))
 def test_the_endpoint_fast_path_gives_what_the_general_reader_gives(raws, family):
     assert _fast(raws, family) == _one_by_one(raws, family)
+
+
+def test_kipvs_sync_lets_go_of_the_endpoint_slices_once_planned(tmp_path, monkeypatch):
+    """The EndpointSlices (most of a large dump) are needed only for the desired state: applying IPVS and
+    netfilter runs without them in memory."""
+    import gc
+
+    import kipvs.reconcile
+    from kipvs.cluster import EndpointSliceSpec
+    from tests.unit.test_hostile_input import sync
+
+    seen = []
+    apply_and_verify = kipvs.reconcile.apply_and_verify
+
+    def counting(runner, desired, *args, **kwargs):
+        seen.append((sum(isinstance(o, EndpointSliceSpec) for o in gc.get_objects()),
+                     sum(len(vs.real_servers) for vs in desired.virtual_servers)))
+        return apply_and_verify(runner, desired, *args, **kwargs)
+
+    monkeypatch.setattr(kipvs.reconcile, "apply_and_verify", counting)
+    (tmp_path / "c.json").write_text(json.dumps(cluster()))
+    result = sync(tmp_path / "c.json", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert len(seen) == 1 and seen[0][0] == 0 and seen[0][1] > 0

@@ -31,7 +31,7 @@ def test_environment_configures_sync(monkeypatch):
         seen.update(node=node, options=options, dry_run=runner.dry_run)
         raise SystemExit(0)
 
-    monkeypatch.setattr("kipvs.commands.sync.sync_once", fake_sync)
+    monkeypatch.setattr("kipvs.commands.sync.start_sync", fake_sync)
     env = {"KIPVS_CLUSTER_FILE": "examples/cluster.yaml", "NODE_NAME": "node3", "KIPVS_NODE_IP": "192.168.123.249",
            "KIPVS_SCHEDULER": "wlc", "KIPVS_SERVICE_NODE_PORT_RANGE": "31000-31999", "KIPVS_DRY_RUN": "1",
            "KIPVS_EXCLUDED_CIDRS": "10.0.0.0/8 192.168.0.0/16", "KIPVS_INTERFACE": "kube-ipvs0"}
