@@ -152,12 +152,67 @@ def yaml_loader():
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_YAML = "tag:yaml.org,2002:"
+_PLAIN_SCALARS = {_YAML + name for name in ("null", "bool", "int", "float", "timestamp")}
+
+
+class _NotPlain(Exception):
+    """A node `_plain_data` leaves to PyYAML's own constructor."""
+
+
+def _plain_data(loader, node):
+    """What loader.construct_document(node) gives, for a document of plain maps, lists and scalars (a kubectl
+    dump), without PyYAML's generic machinery (a generator per map and list, its bookkeeping per node): about
+    half of loading a dump. Anything else (merge keys, other tags, keys that are not strings) raises _NotPlain.
+    Only for text without aliases: a node met twice here would be built twice."""
+    import yaml
+
+    scalar, mapping, sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+    constructors, text, as_map, as_list = loader.yaml_constructors, _YAML + "str", _YAML + "map", _YAML + "seq"
+
+    def build(node):
+        tag, kind = node.tag, node.__class__
+        if kind is scalar:
+            if tag == text:
+                return node.value
+            if tag in _PLAIN_SCALARS:
+                return constructors[tag](loader, node)
+        elif kind is mapping and tag == as_map:
+            found = {}
+            for key, value in node.value:
+                if key.tag != text or key.__class__ is not scalar:
+                    raise _NotPlain
+                found[key.value] = build(value)
+            return found
+        elif kind is sequence and tag == as_list:
+            return [build(item) for item in node.value]
+        raise _NotPlain
+
+    return build(node)
+
+
+def _yaml_documents(text: str) -> list:
+    """yaml.load_all(text) with the C loader when there is one, plain documents built by `_plain_data`."""
+    loader = yaml_loader()(text)
+    documents = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            try:
+                documents.append(_plain_data(loader, node) if "*" not in text else loader.construct_document(node))
+            except _NotPlain:
+                documents.append(loader.construct_document(node))
+    finally:
+        loader.dispose()
+    return documents
+
+
 def _load_yaml(text: str, origin: str) -> list:
     import yaml
 
     _check_nesting(text, origin)
     try:
-        documents = list(yaml.load_all(text, Loader=yaml_loader()))
+        documents = _yaml_documents(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -60,3 +60,68 @@ def test_a_json_dump_parses_endpoint_slices_while_decoding_with_the_same_result_
     assert one.virtual_servers == other.virtual_servers and one.backends == other.backends and one.backends
     assert [str(p) for p in one.problems] == [str(p) for p in other.problems]
     assert any("EndpointSlice default/web-x: endpoints[1]" in str(p) for p in one.problems)
+
+
+YAML_SHAPES = [
+    "a: 1\nb: [x, 'y', 2.5, .inf, null, ~, true, no, on, 2001-12-14t21:59:43.10-05:00, 2002-12-14]\n",
+    "base: &b {x: 1}\nderived:\n  <<: *b\n  y: 2\n",
+    "? [complex, key]\n: value\n",
+    "1: int key\nyes: bool key\nnull: null key\n",
+    "bin: !!binary aGVsbG8=\nset: !!set {a, b}\nomap: !!omap [a: 1, b: 2]\npairs: !!pairs [a: 1]\n",
+    "a: !!str 5\nb: !!int '7'\nc: !!float '1'\n",
+    "--- a\n--- [1, 2]\n---\n...\n--- {k: v}\n",
+    "= : default value key\n",
+    "k: 'it''s *not* an alias'\nlist:\n- - nested\n  - {a: [1, {b: c}]}\n",
+    "",
+]
+
+
+def _outcome(load, text) -> str:
+    try:
+        return repr(load(text))
+    except yaml.YAMLError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _same_as_pyyaml(text) -> None:
+    from kipvs.sources.file import _yaml_documents, yaml_loader
+
+    assert _outcome(_yaml_documents, text) == _outcome(lambda t: list(yaml.load_all(t, Loader=yaml_loader())), text)
+
+
+@pytest.mark.parametrize("text", YAML_SHAPES)
+def test_plain_yaml_documents_are_what_pyyaml_builds(text):
+    """`_yaml_documents` builds plain documents itself (speed) and leaves the rest to PyYAML: either way
+    the same data (or the same error) as yaml.load_all."""
+    _same_as_pyyaml(text)
+
+
+def test_a_yaml_error_is_reported_as_before_when_documents_are_built_plainly():
+    with pytest.raises(ClusterUnavailable, match="not valid YAML at line 3, column 1: did not find expected ','"):
+        parse_cluster_text("a: [1, 2]\nb: {c: d\n", "x.yaml")
+    with pytest.raises(ClusterUnavailable, match="not valid YAML"):
+        parse_cluster_text("a: !!python/name:os.system x\n", "x.yaml")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_yaml_data = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
+              st.sampled_from(["yes", "on", "0x1F", "1e3", "2001-12-14", "~", "*x", "&y", "<<", "=", "!!str"])),
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(st.one_of(st.text(max_size=6), st.integers(), st.booleans()),
+                                               children, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_yaml_data, flow=st.booleans())
+def test_any_safe_dumped_data_loads_as_pyyaml_loads_it(data, flow):
+    _same_as_pyyaml(yaml.safe_dump(data, default_flow_style=flow))
+
+
+@pytest.mark.parametrize("text", YAML_SHAPES)
+def test_plain_yaml_documents_with_the_pure_python_loader_too(text, monkeypatch):
+    monkeypatch.setattr("kipvs.sources.file.yaml_loader", lambda: yaml.SafeLoader)
+    _same_as_pyyaml(text)
