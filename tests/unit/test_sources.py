@@ -125,3 +125,18 @@ def test_any_safe_dumped_data_loads_as_pyyaml_loads_it(data, flow):
 def test_plain_yaml_documents_with_the_pure_python_loader_too(text, monkeypatch):
     monkeypatch.setattr("kipvs.sources.file.yaml_loader", lambda: yaml.SafeLoader)
     _same_as_pyyaml(text)
+
+
+_pieces = st.one_of(st.integers(0, 450).map(lambda n: " " * n + "x\n"),
+                    st.integers(0, 210).map(lambda n: "- " * n), st.integers(0, 210).map(lambda n: "?  -   " * (n // 2)),
+                    st.sampled_from(["\n", "x", "-", "?", " ", "-x", "a: b\n"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.lists(_pieces, max_size=6).map("".join))
+def test_the_deep_block_check_finds_what_the_plain_regex_found(text):
+    import re
+
+    from kipvs.sources.file import _DEEP_BLOCK, MAX_NESTING
+    plain = re.compile(r"^ {%d,}\S|(?:[-?] +){%d,}" % (MAX_NESTING * 2, MAX_NESTING), re.M)
+    assert any(find(text) for find in _DEEP_BLOCK) == bool(plain.search(text))
