@@ -350,3 +350,18 @@ def test_kube_router_leftovers_wait_for_kipvs_rules():
     assert printed[0] == "iptables-legacy-restore -w --noflush <<'EOF'"
     assert printed[-2:] == ["ipset destroy kube-router-svip", "ipset destroy kube-router-svip-prt"]
     assert outcome.counts == {"kube-router rules and chains removed": 3, "kube-router ipsets removed": 2}
+
+
+def test_watch_detects_the_backend_once_then_reads_only_that_backend():
+    from kipvs.commands.watch import Watcher, WatchSettings
+    from tests.unit.test_lifecycle import A, B, NODE3, OPTS, _StillCache, cluster, ep, state
+
+    runner = RecordingRunner({**state(), **SAVES})
+    watcher = Watcher([], runner, NODE3, replace(OPTS, netfilter=NetfilterOptions()), WatchSettings())
+    snap = cluster(ep(A, "node1"), ep(B, "node2"))  # the recorded IPVS table: no IPVS write
+    watcher.reflectors = [_StillCache(snap.services), _StillCache(snap.endpoint_slices), _StillCache(snap.nodes)]
+    watcher.sync(full=True)
+    assert "iptables-nft-save" in runner.reads and watcher.options.netfilter.mode == "legacy"
+    runner.reads.clear()
+    watcher.sync(full=True)
+    assert "iptables-legacy-save" in runner.reads and not any("nft" in read for read in runner.reads)
