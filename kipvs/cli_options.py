@@ -88,7 +88,7 @@ PROXY = Group("options", (
     Param("iptables_mode", str, _option(
         "auto", "--iptables-mode", envvar="KIPVS_IPTABLES_MODE",
         help="iptables backend for kipvs's netfilter rules: legacy, nft, or auto (the backend already "
-             "holding rules, else one the kernel can run).")),
+             "holding rules, else one the kernel can run; watch decides once per run).")),
     Param("masquerade_all", bool, _option(
         False, "--masquerade-all", envvar="KIPVS_MASQUERADE_ALL",
         help="SNAT all IPVS traffic to the node IP, pod traffic too (kube-router's flag).")),

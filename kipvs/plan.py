@@ -16,7 +16,7 @@ from kipvs.desired import Desired
 from kipvs.facts.kernel import CONN_REUSE_MODE, IPVS_SYSCTLS, OSRELEASE, STRICT_ARP_SYSCTLS, KernelFacts
 from kipvs.gc_pause import gc_paused
 from kipvs.model import LocalRoute, NetFacts, RealServer, VirtualServer, host_port, known_family
-from kipvs.routes import check_routes, delete_line
+from kipvs.routes import check_routes, delete_line, fresh_route_line
 from kipvs.runner import Batch
 
 
@@ -132,14 +132,20 @@ def plan_addresses(desired: Desired, net: NetFacts, options: ProxyOptions, plan:
     for ip in added:
         lines.append(f"addr add {ip}/{_prefix(ip)} dev {interface}" + (" nodad" if known_family(ip) == 6 else ""))
     plan.counts["addresses added"] += len(added)
-    # A new IPv4 address gets its local route (source = the VIP) at once: repair it in the same batch.
+    # A new IPv4 address gets its local route (source = the VIP) at once: repair it in the same batch,
+    # by replacing it when it is the only route the address will have (see fresh_route_line).
     # IPv6 inserts its route later, from a work queue; sync_once waits for it and repairs it then.
+    routed = {r.dst for r in net.local_routes}
+    fresh = {ip for ip in added if known_family(ip) == 4 and ip not in routed}
     routes = list(net.local_routes) + [LocalRoute("local", ip, interface, ip, "kernel", "host", 0)
                                        for ip in added if known_family(ip) == 4]
     checks = check_routes(list(desired.addresses), interface, desired.node_ips,
                           NetFacts(net.addresses, net.interfaces, net.up_interfaces, tuple(routes)))
     for check in checks:
-        lines += check.lines
+        if check.vip in fresh and check.add:
+            lines.append(fresh_route_line(check.vip, interface, check.node_ip))
+        else:
+            lines += check.lines
     plan.counts["routes fixed"] += sum(1 for c in checks if c.lines)
     wanted = set(desired.addresses)
     stale = [] if desired.hold_removals else \

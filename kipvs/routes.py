@@ -63,7 +63,17 @@ class RouteCheck:
 
 
 def add_line(vip: str, interface: str, node_ip: str) -> str:
-    verb = "append" if known_family(vip) == 4 else "replace"
+    return _route_line("append" if known_family(vip) == 4 else "replace", vip, interface, node_ip)
+
+
+def fresh_route_line(vip: str, interface: str, node_ip: str) -> str:
+    """For an IPv4 address added by the same batch when no device had a local route for it: the one
+    route `replace` can take over is the kernel's brand-new one (src VIP), so the repair is one step,
+    where append + delete needed a read-back and a second batch (~1.5 s of a 1,000-Service sync in the lab)."""
+    return _route_line("replace", vip, interface, node_ip)
+
+
+def _route_line(verb: str, vip: str, interface: str, node_ip: str) -> str:
     return f"route {verb} local {vip} dev {interface} proto kernel scope host src {node_ip} table local"
 
 

@@ -156,6 +156,7 @@ class Watcher:
                                                       node_eligible(snapshot, self.node.name))
         if result.netfilter is not None:
             self.netfilter_problems = result.netfilter.problems
+            self._keep_backend(result.netfilter.backend)
         carried = () if result.netfilter is not None else tuple(self.netfilter_problems)
         self.problem_log.update(result.desired.problems + carried + tuple(self.health_problems))
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
@@ -174,6 +175,14 @@ class Watcher:
         desired = self.state.desired()
         warn_missing_families(desired, node)
         return desired
+
+    def _keep_backend(self, backend: str | None) -> None:
+        """`--iptables-mode auto` decides once per run, as iptables-wrapper does once per container start:
+        later syncs read and write only the chosen backend (detection read both backends' tables each time)."""
+        netfilter = self.options.netfilter
+        if netfilter is not None and netfilter.mode == "auto" and backend:
+            log.info("iptables backend %s detected: used for the rest of this run", backend)
+            self.options = replace(self.options, netfilter=replace(netfilter, mode=backend))
 
     def _sync_change(self, services: dict, slices: dict, started: float) -> SyncResult:
         """Recompute the changed Services (and those sharing their virtual servers); plan and verify

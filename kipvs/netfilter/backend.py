@@ -38,12 +38,19 @@ class NetfilterFacts:
     tables: dict[int, dict[str, Table]]  # family -> table name -> Table
 
 
-def read_saves(runner: Runner, backend: str) -> dict[int, str]:
-    return {family: runner.run(save_argv(backend, family)) for family in (4, 6)}
+def read_saves(runner: Runner, backend: str, families: tuple[int, ...] = (4, 6)) -> dict[int, str]:
+    return {family: runner.run(save_argv(backend, family)) for family in families}
 
 
 def read_facts(runner: Runner, backend: str) -> NetfilterFacts:
     return NetfilterFacts(backend, {f: parse_save(text) for f, text in read_saves(runner, backend).items()})
+
+
+def reread_facts(runner: Runner, before: NetfilterFacts, families: set[int]) -> NetfilterFacts:
+    """`before` with the tables of `families` read again (what a restore of those families changed)."""
+    tables = dict(before.tables)
+    tables.update({f: parse_save(text) for f, text in read_saves(runner, before.backend, tuple(sorted(families))).items()})
+    return NetfilterFacts(before.backend, tables)
 
 
 def _writable(runner: Runner, backend: str) -> bool:

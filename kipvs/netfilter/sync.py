@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from kipvs.cluster import Problem
 from kipvs.config import NetfilterOptions
 from kipvs.desired import Desired
-from kipvs.netfilter.backend import NetfilterFacts, NetfilterUnavailable, detect, read_facts, restore_tool
+from kipvs.netfilter.backend import (NetfilterFacts, NetfilterUnavailable, detect, read_facts, reread_facts,
+                                     restore_tool)
 from kipvs.errors import ConfigError, ToolMissing
 from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
 from kipvs.netfilter.plan import owned
@@ -45,8 +46,10 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
     outcome.batches = plan_batches(rulesets, facts, outcome.counts)
     runner.apply(outcome.batches)
     if outcome.batches and not runner.dry_run:
-        # restore is all-or-nothing per table, yet only reading back proves the rules are there.
-        again = plan_batches(rulesets, read_facts(runner, facts.backend), Counter())
+        # restore is all-or-nothing per table, yet only reading back proves the rules are there; a
+        # family nothing was written to is as it was read.
+        written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches}
+        again = plan_batches(rulesets, reread_facts(runner, facts, written), Counter())
         outcome.remaining = [line for batch in again for line in batch.command_lines()]
 
 

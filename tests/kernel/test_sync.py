@@ -87,6 +87,29 @@ def test_sync_programs_exactly_the_expected_table_addresses_and_routes(lab):
     assert sysctls == ["1", "1", "1"]
 
 
+def test_first_sync_repairs_new_routes_in_one_batch_and_leaves_a_vip_on_lo_alone(lab):
+    node3 = lab.nodes["node3"]
+    # An AnyIP-style local route of lo for a service address (an address on lo would make it a host
+    # address, which is refused as a service address).
+    node3.run("ip", "route", "add", "local", "10.254.0.20", "dev", "lo", "table", "local")
+    lo_before = [line for line in node3.local_routes(4).splitlines() if " dev lo " in line]
+    report = sync(node3)
+    assert report["converged"]
+    ip_lines = [c for c in report["commands"] if c.startswith("ip route")]
+    # Fresh addresses: one replace each; the VIP also on lo: append (a replace would take lo's route).
+    assert f"ip route append local 10.254.0.20 dev kube-dummy-if proto kernel scope host src 192.168.123.249 " \
+           "table local" in ip_lines
+    assert f"ip route replace local 10.254.0.30 dev kube-dummy-if proto kernel scope host src 192.168.123.249 " \
+           "table local" in ip_lines
+    routes4 = node3.local_routes(4).splitlines()
+    assert [line for line in routes4 if " dev lo " in line] == lo_before
+    for vip in ADDRESSES:
+        mine = [line for line in routes4 if line.startswith(f"local {vip} dev kube-dummy-if ")]
+        assert len(mine) == 1 and "src 192.168.123.249" in mine[0], mine
+    assert sync(node3)["commands"] == []
+    node3.run("ip", "route", "del", "local", "10.254.0.20", "dev", "lo", "table", "local")
+
+
 def test_traffic_through_every_kind_of_service_address(lab):
     for node in lab.nodes.values():
         sync(node)

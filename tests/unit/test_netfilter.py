@@ -232,6 +232,25 @@ def test_dry_runs_and_show_never_write_a_probe():
     assert not any("restore" in c for c in runner.calls)
 
 
+def test_after_a_restore_only_the_families_written_to_are_read_back():
+    from kipvs.netfilter.sync import sync_netfilter
+
+    class Applied(Tools):
+        def apply(self, batches):
+            self.calls += [batch.tool for batch in batches if batch.lines]
+            return []
+
+    v4_only = [item for item in CAPTURE["cluster"]["items"] if item.get("addressType") != "IPv6" and
+               not any(":" in ip for ip in item.get("spec", {}).get("clusterIPs", []))]
+    snap = snapshot(v4_only)
+    desired = build_desired(snap, "node3", {4: NODE_IPS[4]}, ProxyOptions(**RANGES))
+    runner = Applied({})  # an empty node: only the IPv4 tables get rules
+    outcome = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"))
+    assert [b.tool for b in outcome.batches] == ["iptables-legacy-restore"]
+    assert runner.calls == ["iptables-legacy-save", "ip6tables-legacy-save", "iptables-legacy-restore",
+                            "iptables-legacy-save"]
+
+
 def test_a_forced_mode_is_used_or_reported():
     assert detect(Tools({}, broken=("nft",)), "nft").backend == "nft"  # forced: the write will say why
     with pytest.raises(NetfilterUnavailable, match="legacy"):
@@ -350,3 +369,18 @@ def test_kube_router_leftovers_wait_for_kipvs_rules():
     assert printed[0] == "iptables-legacy-restore -w --noflush <<'EOF'"
     assert printed[-2:] == ["ipset destroy kube-router-svip", "ipset destroy kube-router-svip-prt"]
     assert outcome.counts == {"kube-router rules and chains removed": 3, "kube-router ipsets removed": 2}
+
+
+def test_watch_detects_the_backend_once_then_reads_only_that_backend():
+    from kipvs.commands.watch import Watcher, WatchSettings
+    from tests.unit.test_lifecycle import A, B, NODE3, OPTS, _StillCache, cluster, ep, state
+
+    runner = RecordingRunner({**state(), **SAVES})
+    watcher = Watcher([], runner, NODE3, replace(OPTS, netfilter=NetfilterOptions()), WatchSettings())
+    snap = cluster(ep(A, "node1"), ep(B, "node2"))  # the recorded IPVS table: no IPVS write
+    watcher.reflectors = [_StillCache(snap.services), _StillCache(snap.endpoint_slices), _StillCache(snap.nodes)]
+    watcher.sync(full=True)
+    assert "iptables-nft-save" in runner.reads and watcher.options.netfilter.mode == "legacy"
+    runner.reads.clear()
+    watcher.sync(full=True)
+    assert "iptables-legacy-save" in runner.reads and not any("nft" in read for read in runner.reads)

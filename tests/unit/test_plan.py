@@ -37,7 +37,7 @@ def test_empty_node_gets_interface_address_route_service_and_sysctls_in_order():
         "ip link add kube-dummy-if type dummy",
         "ip link set kube-dummy-if up",
         "ip addr add 10.96.0.10/32 dev kube-dummy-if",
-        "ip route append local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
+        "ip route replace local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 table local",
         "ipvsadm -A -t 10.96.0.10:80 -s rr",
         "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1",
         "ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1",
@@ -45,6 +45,19 @@ def test_empty_node_gets_interface_address_route_service_and_sysctls_in_order():
         "sysctl -w net.ipv4.vs.expire_nodest_conn=1",
         "sysctl -w net.ipv4.vs.expire_quiescent_template=1",
     ]
+
+
+def test_new_ipv4_address_with_another_devices_route_is_repaired_by_append_never_replace():
+    # `replace` takes over the first local route of the address, whatever its device: lo's here.
+    state = node_state()
+    routes = json.loads(state["ip -j -4 route show table local"])
+    routes.append({"type": "local", "dst": "10.96.0.10", "dev": "lo", "protocol": "kernel", "scope": "host",
+                   "prefsrc": "10.96.0.10"})
+    state["ip -j -4 route show table local"] = json.dumps(routes)
+    lines = plan_sync(web(), read_kernel(RecordingRunner(state)), OPTS).command_lines()
+    assert "ip route append local 10.96.0.10 dev kube-dummy-if proto kernel scope host src 192.168.123.249 " \
+           "table local" in lines
+    assert not any(line.startswith("ip route replace") for line in lines)
 
 
 def test_converged_node_gives_an_empty_plan():
