@@ -437,12 +437,11 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
     conditions = raw.get("conditions")
     if not isinstance(conditions, dict):
         conditions = r.map(conditions, f"{path}.conditions")
-    ready, serving, terminating = conditions.get("ready"), conditions.get("serving"), conditions.get("terminating")
-    if not ((ready is None or ready.__class__ is bool) and (serving is None or serving.__class__ is bool) and
-            (terminating is None or terminating.__class__ is bool)):  # only then the Reader, in field order
-        ready, serving, terminating = (value if value is None or isinstance(value, bool) else
-                                       r.bool(value, f"{path}.conditions.{name}") for name, value in
-                                       (("ready", ready), ("serving", serving), ("terminating", terminating)))
+    flags = []
+    for name in ("ready", "serving", "terminating"):
+        value = conditions.get(name)
+        flags.append(value if value is None or isinstance(value, bool) else r.bool(value, f"{path}.conditions.{name}"))
+    ready, serving, terminating = flags
     # The API's rule: an unset `ready` means ready; an unset `serving` follows `ready`.
     ready = ready is not False
     node = raw.get("nodeName")

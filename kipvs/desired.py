@@ -22,7 +22,7 @@ from kipvs.cluster import (Endpoint, EndpointIndex, Problem, ServicePort, Servic
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
 from kipvs.endpoints import select
 from kipvs.gc_pause import gc_paused
-from kipvs.model import RealServer, VirtualServer, family_of, plain_real_server
+from kipvs.model import RealServer, VirtualServer, family_of, known_family, plain_real_server
 from kipvs.sources import Snapshot
 from kipvs.topology import SAME_ZONE, closest
 
@@ -302,7 +302,7 @@ class _Expander:
         scheduler, flags = schedule[(service.namespace, service.name)]
         # A port's ClusterIP and NodePort virtual servers usually get the same real servers: computed
         # once and shared (the same instances), not rebuilt per virtual server.
-        family = 6 if ":" in placement.ip else 4
+        family = known_family(placement.ip)
         memo = (service.namespace, service.name, port.index, family, placement.local_only)
         found = self.chosen.get(memo)
         if found is None:

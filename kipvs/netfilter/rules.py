@@ -66,7 +66,7 @@ class DesiredNetfilter:
 
 
 def _host(ip: str) -> str:
-    return f"{ip}/{128 if ':' in ip else 32}"
+    return f"{ip}/{32 if known_family(ip) == 4 else 128}"
 
 
 def _port_match(protocol: str, port: int) -> str:
