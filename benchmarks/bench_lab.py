@@ -64,6 +64,7 @@ def inside(services: int, endpoints: int, naive_sample: int, rounds: int) -> Non
             return super().apply(batches)
 
     options, node, runner = ProxyOptions(), NodeIdentity(NODE_NAME), CountingRunner(timeout=600)
+    runner.start_helper()  # as `kipvs sync` does (environment.make_runner): before the cluster state is loaded
     items = objects(services, endpoints)
     snapshot = snapshot_from_objects(items, "bench")
     desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, options)

@@ -31,7 +31,10 @@ def has_net_admin() -> bool:
 
 
 def make_runner(dry_run: bool, timeout: float, out: TextIO | None = None) -> Runner:
-    return DryRunRunner(out=out, timeout=timeout) if dry_run else Runner(timeout=timeout)
+    """A runner whose command helper is forked now: commands create runners before loading cluster state."""
+    runner = DryRunRunner(out=out, timeout=timeout) if dry_run else Runner(timeout=timeout)
+    runner.start_helper()
+    return runner
 
 
 def terminal_width(default: int = 200) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from typing import TextIO
@@ -18,12 +17,11 @@ from typing import TextIO
 import sh
 
 from kipvs.errors import CommandFailed, NoDummy, NoIPVS, PermissionDenied, ToolMissing
+from kipvs.spawn import CommandHelper, HelperLost, start
 
 log = logging.getLogger("kipvs.runner")
 
 DEFAULT_TIMEOUT = 60.0
-BUFFER = 1 << 20
-ANY_EXIT = list(range(-64, 256))  # exit statuses and signals are judged here, not by sh
 PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm"}
 PACKAGE_OF.update({f"{c}-{b}-{op}": "iptables" for c in ("iptables", "ip6tables") for b in ("legacy", "nft")
                    for op in ("save", "restore")})
@@ -90,35 +88,42 @@ class Runner:
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT):
         self.timeout = timeout
+        self.helper: CommandHelper | None = None
+
+    def start_helper(self) -> None:
+        """Fork the process that starts this runner's commands, now, while kipvs is small: call it
+        before loading cluster state (kipvs.spawn says why). Without it, commands are forked from here."""
+        if self.helper is None:
+            self.helper = CommandHelper()
+
+    def close(self) -> None:
+        """Stop the helper (it also stops by itself when kipvs exits)."""
+        if self.helper is not None:
+            self.helper.close()
 
     def _exec(self, argv: list[str], stdin: str | None) -> Result:
         try:
-            program = sh.Command(argv[0])
+            program = str(sh.Command(argv[0]))
         except sh.CommandNotFound:
             package = PACKAGE_OF.get(argv[0], argv[0])
             raise ToolMissing(f"`{argv[0]}` not found on PATH: install the {package} package") from None
         started = time.monotonic()
-        with tempfile.TemporaryFile() as stdin_file:
-            # sh feeds a string to stdin and reads output in small chunks through Python threads;
-            # a real file and large output buffers make a 13,000-line batch ~10x cheaper.
-            if stdin is not None:
-                stdin_file.write(stdin.encode())
-                stdin_file.seek(0)
-            proc = program(*argv[1:], _in=stdin_file if stdin is not None else None, _bg=True, _tty_out=False,
-                           _out_bufsize=BUFFER, _err_bufsize=BUFFER, _return_cmd=True, _ok_code=ANY_EXIT,
-                           _env=_child_env())
-            # sh's own _timeout polls every 0.1 s, which adds 0.1 s to every command: a timer is free.
-            expired = threading.Event()
-            timer = threading.Timer(self.timeout, _kill_on_timeout, (proc, expired))
-            timer.start()
+        data = stdin.encode() if stdin is not None else None
+        outcome = None
+        if self.helper is not None:
             try:
-                proc.wait()
-            finally:
-                timer.cancel()
-        if expired.is_set():
+                outcome = self.helper.run(program, argv[1:], data, _child_env(), self.timeout)
+            except HelperLost as exc:
+                log.error("%s; kipvs starts its commands itself from now on", exc)
+                raise CommandFailed(argv, None, str(exc)) from None
+        if outcome is None:
+            outcome = start(program, argv[1:], data, _child_env(), self.timeout)
+        if outcome.timed_out:
             raise CommandFailed(argv, None, f"timed out after {self.timeout:g}s")
+        if outcome.error:
+            raise CommandFailed(argv, None, outcome.error)
         seconds = time.monotonic() - started
-        return Result(tuple(argv), proc.exit_code, _text(proc.stdout), _text(proc.stderr), seconds)
+        return Result(tuple(argv), outcome.returncode, _text(outcome.stdout), _text(outcome.stderr), seconds)
 
     def run(self, argv: list[str], stdin: str | None = None) -> str:
         """Run a command that must succeed; return its stdout."""
@@ -218,14 +223,6 @@ class DryRunRunner(Runner):
                 self.out.writelines(f"{prefix} {line}\n" for line in batch.lines)
         self.out.flush()
         return []
-
-
-def _kill_on_timeout(proc, expired: threading.Event) -> None:
-    expired.set()
-    try:
-        proc.kill()
-    except ProcessLookupError:  # it exited just as the timer fired: not a timeout after all
-        expired.clear()
 
 
 def _text(data: bytes | str | None) -> str:

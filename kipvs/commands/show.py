@@ -109,8 +109,9 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
 
 def run_show(env: Environment, source: SourceOptions, options: ProxyOptions, command_timeout: float,
              as_json: bool, check: bool) -> ExitStatus:
+    runner = env.runner(False, command_timeout)  # first: its command helper is forked while kipvs is small
     snapshot, node = load_cluster(source)
-    report = show(env.runner(False, command_timeout), snapshot, node, options)
+    report = show(runner, snapshot, node, options)
     if as_json:
         emit_json(env, report)
     elif not check:

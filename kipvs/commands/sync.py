@@ -13,8 +13,8 @@ from kipvs.reconcile import finish_sync, load_cluster, start_sync
 
 def run_sync(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions) -> ExitStatus:
     started = time.monotonic()
+    runner = env.runner(run.dry_run, run.command_timeout, collect=run.json)  # its helper forks while kipvs is small
     snapshot, node = load_cluster(source)
-    runner = env.runner(run.dry_run, run.command_timeout, collect=run.json)
     with writer_lock(run.dry_run, run.lock_file, run.lock_timeout), progress_reporter(env) as progress:
         planned = start_sync(runner, snapshot, node, options, progress)
         del snapshot  # planned: its EndpointSlices are not needed any more (~70 MB at 50,000 Services)

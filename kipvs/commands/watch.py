@@ -289,8 +289,6 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
               request: WatchRequest) -> ExitStatus:
     import signal
 
-    from kipvs.sources.api import load_client_config
-
     settings = WatchSettings(min_sync_period=parse_duration(request.min_sync_period, "--min-sync-period"),
                              sync_period=parse_duration(request.sync_period, "--sync-period"),
                              lock_file=run.lock_file, lock_timeout=run.lock_timeout)
@@ -298,11 +296,13 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
     max_age = parse_duration(request.health_max_age, "--health-max-age")
     healthz = parse_listen_address(request.healthz_bind_address, "--healthz-bind-address") \
         if request.healthz_bind_address else None
+    runner = env.runner(False, run.command_timeout)  # its helper forks before the API client is even loaded
+    from kipvs.sources.api import load_client_config
+
     api_client = load_client_config(source.kubeconfig)
     metrics = Metrics()
     if listen:
         serve(metrics, listen, max_age)
-    runner = env.runner(False, run.command_timeout)
     watcher = Watcher(api_resources(api_client, source.node_name), runner,
                       NodeIdentity(source.node_name, source.node_ips), options, settings, metrics,
                       origin=api_client.configuration.host)

@@ -10,7 +10,8 @@ from kipvs.errors import NoDummy
 from kipvs.reconcile import NodeIdentity
 from kipvs.config import ProxyOptions
 from kipvs.render import print_show
-from kipvs.runner import Runner, _kill_on_timeout, classify_failure
+from kipvs.runner import Runner, classify_failure
+from kipvs.spawn import _kill_on_timeout
 from tests.unit.fakes import RecordingRunner, invoke
 from tests.unit.k8s import ep, eps, node, snapshot, svc
 from tests.unit.kernel_states import node_state

@@ -53,14 +53,18 @@ def test_one_malformed_service_never_stops_the_others():
 
 
 def test_cli_unreachable_api_changes_nothing(tmp_path, monkeypatch):
-    calls = []
     config = tmp_path / "kubeconfig"
     config.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
         "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
-    result = invoke(["sync", "--kubeconfig", str(config)], lambda *a: calls.append(a))
-    assert result.exit_code == 2 and calls == []
+    runners = []
+
+    def factory(dry_run, timeout, out=None):
+        runners.append(RecordingRunner({}))  # no state at all: any command it were asked for would fail
+        return runners[-1]
+    result = invoke(["sync", "--kubeconfig", str(config)], factory)
+    assert result.exit_code == 2 and all(not r.reads and not r.batches for r in runners)
     assert "API server http://127.0.0.1:9 unreachable" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
