@@ -29,12 +29,11 @@ import sh
 BUFFER = 1 << 20
 ANY_EXIT = list(range(-64, 256))  # exit statuses and signals are judged by the runner, not by sh
 LENGTH = struct.Struct("!Q")
-MAX_FD = 1 << 16
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a started command did: its exit status (None when it timed out) and what it printed."""
+    """What a started command did: its exit status (None when it timed out or did not start), what it printed."""
 
     returncode: int | None
     stdout: bytes
@@ -132,8 +131,7 @@ class CommandHelper:
 def _serve(sock: socket.socket) -> None:
     """The helper's loop: one request, one reply, until kipvs closes its end."""
     gc.collect()  # garbage inherited from the parent closes its files now, before those numbers are reused
-    os.closerange(3, sock.fileno())  # no lock, listening socket or pipe of kipvs's stays open in here
-    os.closerange(sock.fileno() + 1, MAX_FD)
+    _keep_only(sock.fileno())
     logging.disable(logging.CRITICAL)  # kipvs logs what the helper did; its handlers' files are closed here
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         # A stop signal is for kipvs, which finishes its sync and then closes the helper. A handler
@@ -146,6 +144,22 @@ def _serve(sock: socket.socket) -> None:
         except EOFError:
             return
         _send(sock, start(path, args, stdin, env, timeout))
+
+
+def _keep_only(fd: int) -> None:
+    """Close every file kipvs had open (its lock, listening sockets, pipes), keep stderr for a crash's
+    last words, and give stdin and stdout /dev/null so a reader of kipvs's output is not kept waiting."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2 and int(name) != fd:
+            try:
+                os.close(int(name))
+            except OSError:  # the listing's own directory, closed by now
+                pass
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    if null > 2:
+        os.close(null)
 
 
 def _send(sock: socket.socket, message) -> None:

@@ -117,6 +117,7 @@ def test_the_helper_holds_none_of_kipvss_files_such_as_the_node_lock(tmp_path):
     fds = {int(fd): os.readlink(f"/proc/{runner.helper.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{runner.helper.pid}/fd")}
     extra = [target for fd, target in fds.items() if fd > 2]
     assert len(extra) == 1 and extra[0].startswith("socket:"), fds  # its end of the line to kipvs, nothing else
+    assert fds[0] == fds[1] == "/dev/null", fds
     os.close(lock)  # released for good: no copy of it lives on in the helper
     other = os.open(tmp_path / "lock", os.O_RDWR)
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
