@@ -4,6 +4,7 @@ Every `ip` and `ipvsadm` call goes through a Runner: reads with `run`, changes
 with `apply` (batched: one `ip -batch`, one `ipvsadm -R`). `DryRunRunner`
 reads the kernel like the real one but prints the changing command lines
 instead of running them. Tests substitute a recording runner here and only here.
+Processes are started through `sh` by kipvs.spawn, from a small helper forked at start-up.
 """
 from __future__ import annotations
 
