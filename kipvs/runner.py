@@ -109,16 +109,16 @@ class Runner:
             package = PACKAGE_OF.get(argv[0], argv[0])
             raise ToolMissing(f"`{argv[0]}` not found on PATH: install the {package} package") from None
         started = time.monotonic()
-        data = stdin.encode() if stdin is not None else None
+        data, env = stdin.encode() if stdin is not None else None, _child_env()
         outcome = None
         if self.helper is not None:
             try:
-                outcome = self.helper.run(program, argv[1:], data, _child_env(), self.timeout)
+                outcome = self.helper.run(program, argv[1:], data, env, self.timeout)
             except HelperLost as exc:
                 log.error("%s; kipvs starts its commands itself from now on", exc)
                 raise CommandFailed(argv, None, str(exc)) from None
         if outcome is None:
-            outcome = start(program, argv[1:], data, _child_env(), self.timeout)
+            outcome = start(program, argv[1:], data, env, self.timeout)
         if outcome.timed_out:
             raise CommandFailed(argv, None, f"timed out after {self.timeout:g}s")
         if outcome.error:
@@ -226,10 +226,8 @@ class DryRunRunner(Runner):
         return []
 
 
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _child_env() -> dict[str, str]:

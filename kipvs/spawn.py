@@ -97,7 +97,6 @@ class CommandHelper:
                 os._exit(status)
         theirs.close()
         self.pid, self._socket, self._busy = pid, ours, threading.Lock()
-        self.alive = True
         # An exiting kipvs closes its end; the helper sees end-of-file and exits, and is reaped here.
         self._finalizer = weakref.finalize(self, _stop, ours, pid)
 
@@ -123,8 +122,11 @@ class CommandHelper:
         finally:
             self._busy.release()
 
+    @property
+    def alive(self) -> bool:
+        return self._finalizer.alive  # the finalizer runs once: on close, on loss, or at exit
+
     def close(self) -> None:
-        self.alive = False
         self._finalizer()
 
 
