@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from kipvs.addresses import special_reason
 from kipvs.cluster import (Endpoint, EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec,
                            find_node, node_ips_of, node_zone_of, service_spec, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
@@ -80,17 +81,8 @@ def unusable_reason(ip: str, host_addresses: frozenset[str]) -> str | None:
     """Why an address can never be a service address on this node (None when it can be)."""
     if ip in host_addresses:
         return "is one of this host's own addresses"
-    first, _, rest = ip.partition(".")
-    if rest and first.isdigit() and 0 < int(first) < 224 and int(first) not in (127, 169):
-        return None  # a plain unicast IPv4 address (the common case, 50,000 times at scale): none applies
-    address = ipaddress.ip_address(ip)
-    for test, what in ((address.is_loopback, "loopback"), (address.is_unspecified, "unspecified"),
-                       (address.is_multicast, "multicast"), (address.is_link_local, "link-local")):
-        if test:
-            return f"is a {what} address"
-    if ip == "255.255.255.255":
-        return "is the broadcast address"
-    return None
+    why = special_reason(ip)
+    return f"is {why}" if why else None
 
 
 def node_ips_from_objects(nodes, node_name: str) -> dict[int, str]:
@@ -356,8 +348,8 @@ class _Expander:
                                 "externalTrafficPolicy Local and no endpoint on this node")
 
     def node_port_addresses(self, families: list[int]) -> list[str]:
-        if self.options.nodeport_bindon_all_ip:
-            return [ip for ip in self.local_ips if family_of(ip) in families]
+        if self.options.nodeport_bindon_all_ip:  # never a special address, whatever the host has
+            return [ip for ip in self.local_ips if family_of(ip) in families and special_reason(ip) is None]
         return [self.node_ips[f] for f in families if f in self.node_ips]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -157,16 +158,31 @@ def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kerne
 
 
 def load_record(runner: Runner, path: str | None) -> dict[str, float]:
-    """The drain record ({drain name: start time}); an unreadable one counts as empty (drains restart)."""
-    text = runner.read_file(path) if path else None
+    """The drain record ({drain name: start time}). It is only a cache of clocks: whatever is wrong with it
+    (missing, a directory, a FIFO, a device, too large, not ASCII, not JSON, numbers out of range) is one
+    warning, and it is rebuilt from what this sync sees (those drains start their grace period again)."""
+    if not path:
+        return {}
     try:
+        text = runner.read_file(path)
         record = json.loads(text) if text else {}
-    except ValueError:
-        log.warning("drain record %s is not JSON: starting it again", path)
+    except (OSError, ValueError) as exc:  # ValueError: not ASCII, not JSON, a number int() refuses
+        why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
+        log.warning("drain record %s is unusable (%s): starting it again", path, why)
         return {}
     if not isinstance(record, dict):
+        log.warning("drain record %s is not a JSON object: starting it again", path)
         return {}
-    return {k: float(v) for k, v in record.items() if isinstance(k, str) and isinstance(v, (int, float))}
+    now = time.time()
+    return {key: float(value) for key, value in record.items()
+            if isinstance(key, str) and _plausible_time(value, now)}
+
+
+def _plausible_time(value, now: float) -> bool:
+    """A start time a drain can have: a finite number of seconds, not in the future (an int of 400 digits
+    would not even convert to a float)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= now + 60 and \
+        math.isfinite(value)
 
 
 def with_draining(runner: Runner, desired: Desired, kernel: KernelFacts, options: ProxyOptions,
