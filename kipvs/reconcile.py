@@ -53,6 +53,20 @@ class SyncResult:
     def converged(self) -> bool:
         return not self.remaining
 
+    @property
+    def held(self) -> int:
+        """Stale virtual servers and addresses kept because a Service's addresses could not be read."""
+        return self.plan.held
+
+    def held_line(self) -> str:
+        """What is held and why, for stderr ("" when nothing is)."""
+        if not self.held:
+            return ""
+        services = self.desired.holding
+        named = ", ".join(services[:5]) + (f" and {len(services) - 5} more" if len(services) > 5 else "")
+        return (f"{self.held} stale virtual server(s) and address(es) not removed: the addresses of {named} "
+                "could not be read, so what it had is unknown (fix or delete it)")
+
     def summary(self) -> str:
         vs = len(self.desired.virtual_servers)
         rs = sum(len(v.real_servers) for v in self.desired.virtual_servers)
@@ -64,6 +78,8 @@ class SyncResult:
             text += f"; {len(self.desired.problems)} problem(s) in cluster objects"
         if self.remaining:
             text += f"; NOT CONVERGED, {len(self.remaining)} difference(s) remain"
+        if self.held:
+            text += f"; NOT CONVERGED, {self.held} removal(s) held for {len(self.desired.holding)} unreadable Service(s)"
         return text + f" ({self.seconds:.2f}s)"
 
 
