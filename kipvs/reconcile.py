@@ -182,16 +182,20 @@ def load_record(runner: Runner, path: str | None) -> dict[str, float]:
     try:
         text = runner.read_file(path)
         record = json.loads(text) if text else {}
-    except (OSError, ValueError) as exc:  # ValueError: not ASCII, not JSON, a number int() refuses
-        why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
+    except (OSError, ValueError, RecursionError) as exc:  # not ASCII, not JSON, a number int() refuses, too deep
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            (str(exc).splitlines() or [type(exc).__name__])[0][:120]
         log.warning("drain record %s is unusable (%s): starting it again", path, why)
         return {}
     if not isinstance(record, dict):
         log.warning("drain record %s is not a JSON object: starting it again", path)
         return {}
     now = time.time()
-    return {key: float(value) for key, value in record.items()
-            if isinstance(key, str) and _plausible_time(value, now)}
+    kept = {key: float(value) for key, value in record.items() if isinstance(key, str) and _plausible_time(value, now)}
+    if len(kept) < len(record):
+        log.warning("drain record %s: %d entr(ies) without a possible start time dropped (those drains start "
+                    "their grace period again)", path, len(record) - len(kept))
+    return kept
 
 
 def _plausible_time(value, now: float) -> bool:
