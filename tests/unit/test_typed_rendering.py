@@ -332,3 +332,52 @@ def test_a_line_that_would_read_as_two_is_refused_by_every_runner(tool, line):
     with pytest.raises(BatchRefused):
         DryRunRunner(out=out).apply([batch])
     assert out.getvalue() == ""
+
+
+def test_the_dry_run_piped_into_sh_runs_exactly_the_planned_commands_and_nothing_else(tmp_path):
+    """`kipvs sync --dry-run | sh` with the issue's payloads in the cluster: the shell (the real one, with
+    recording stand-ins for the tools on PATH) runs each printed command once and no other."""
+    import subprocess
+
+    from tests.unit.fakes import RecordingRunner, invoke
+    from tests.unit.kernel_states import node_state
+
+    payload = "%x\nCOMMIT\nEOF\ntouch pwned\n*filter\n-I INPUT 1 -j ACCEPT\nCOMMIT\n"
+    items = base_items()
+    for item in items:
+        if item["kind"] == "Node" and item["metadata"]["name"] == "node3":
+            item["spec"]["podCIDRs"].append(f"fd00:20:3::{payload}/64")
+        if item["kind"] == "Service" and item["metadata"]["name"] == "ranged":
+            item["spec"]["loadBalancerSourceRanges"].append(f"fd00:123::{payload}/64")
+            item["metadata"]["annotations"] = {"kube-router.io/service.scheduler": "rr\nEOF\ntouch pwned"}
+    (tmp_path / "c.json").write_text(json.dumps({"kind": "List", "items": items}))
+
+    def factory(dry_run, timeout, out=None):
+        state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": ""})
+        return RecordingRunner(state, dry_run=dry_run, out=out)
+    result = invoke(["sync", "--dry-run", "-f", str(tmp_path / "c.json"), "--node-name", "node3", "--iptables-mode",
+                     "legacy", "--service-external-ip-range", "192.168.200.0/24",
+                     *[arg for cidr in LB_RANGES for arg in ("--loadbalancer-ip-range", cidr)]], factory)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("IPv6 scope id") == 2 and "unknown scheduler" in result.stderr
+    script = result.stdout
+    assert "ip6tables-legacy-restore -w --noflush <<'EOF'" in script
+
+    stubs, log = tmp_path / "bin", tmp_path / "ran"
+    stubs.mkdir()
+    for tool in ("ip", "ipvsadm", "sysctl", "iptables-legacy-restore", "ip6tables-legacy-restore"):
+        body = '/bin/cat >> "$LOG"\n' if tool.endswith("-restore") else ""
+        (stubs / tool).write_text(f'#!/bin/sh\nprintf "%s\\n" "{tool} $*" >> "$LOG"\n{body}')
+        (stubs / tool).chmod(0o755)
+    ran = subprocess.run(["/bin/sh"], input=script, cwd=tmp_path, env={"PATH": str(stubs), "LOG": str(log)},
+                         capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr
+    expected = []
+    for line in script.splitlines():
+        m = HERE_DOCUMENT.fullmatch(line)
+        if m:
+            expected.append(line.split(" <<")[0])
+        elif not re.fullmatch(r"EOF\d*", line):
+            expected.append(line)
+    assert log.read_text().splitlines() == expected
+    assert not (tmp_path / "pwned").exists()
