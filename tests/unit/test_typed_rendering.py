@@ -34,6 +34,7 @@ from kipvs.plan import plan_sync
 from kipvs.runner import Batch, BatchRefused, DryRunRunner, here_document_marker
 from kipvs.sources import snapshot_from_objects
 from tests.unit.fakes import FIXTURES
+from tests.unit.test_hostile_input import paths, set_path
 
 CAPTURE = json.loads((FIXTURES / "netfilter-node3.json").read_text())
 NODE_IPS = {4: "192.168.123.249", 6: "fd00:123::249"}
@@ -51,17 +52,6 @@ def base_items() -> list[dict]:
     return items
 
 
-def string_paths(obj, prefix=()):
-    if isinstance(obj, str):
-        yield prefix
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from string_paths(value, prefix + (key,))
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from string_paths(value, prefix + (i,))
-
-
 def is_network(text: str) -> bool:
     try:
         ipaddress.ip_network(text, strict=False)
@@ -71,14 +61,14 @@ def is_network(text: str) -> bool:
 
 
 BASE = base_items()
-STRING_FIELDS = [(i, path) for i, item in enumerate(BASE) for path in string_paths(item)]
-
-
 def value_at(item, path):
     for key in path:
         item = item[key]
     return item
 
+
+STRING_FIELDS = [(i, path) for i, item in enumerate(BASE) for path in paths(item)
+                 if isinstance(value_at(item, path), str)]
 
 # Addresses and networks (cluster IPs, endpoints, node addresses, pod CIDRs, source ranges): where a
 # scope id or a line break would have to hide, so they get examples of their own.
@@ -104,13 +94,6 @@ def inserted(data, original: str) -> str:
     where = data.draw(st.integers(0, len(original)))
     return original[:where] + payload + original[where:]
 
-
-
-def set_path(obj, path, value):
-    *parents, last = path
-    for key in parents:
-        obj = obj[key]
-    obj[last] = value
 
 
 def options(**netfilter) -> ProxyOptions:
