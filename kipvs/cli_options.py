@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional
 import typer
 
 from kipvs.config import (NetfilterOptions, ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_bool,
-                          parse_cidrs, parse_duration, parse_interface, parse_iptables_mode, parse_node_ips, parse_node_name,
-                          parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
+                          parse_cidrs, parse_duration, parse_interface, parse_iptables_mode, parse_node_ips,
+                          parse_node_name, parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
 from kipvs.environment import Environment
 from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.errors import ExitStatus, KipvsError, PermissionDenied
@@ -175,7 +175,8 @@ SOURCE = Group("source", (
 ), lambda v: SourceOptions(
     cluster_file=v.get("cluster_file"), kubeconfig=v.get("kubeconfig"),
     # kubelet names a Node after the lower-cased hostname
-    node_name=parse_node_name(v.get("node_name") or socket.gethostname().lower()), node_ips=parse_node_ips(v.get("node_ip") or []),
+    node_name=parse_node_name(v.get("node_name") or socket.gethostname().lower()),
+    node_ips=parse_node_ips(v.get("node_ip") or []),
     allow_partial=v.get("allow_partial", False),
     api_timeout=parse_seconds(v.get("api_timeout", 10.0), "--api-timeout")))
 

@@ -114,7 +114,8 @@ class Reader:
     def ip(self, value, path: str, malformed: bool = True) -> str | None:
         ip = canonical_ip(value)
         if ip is None:
-            self.problem(path, f"{shown(value)} is not an IP address; skipped", malformed)
+            scoped = " (it has an IPv6 scope id)" if isinstance(value, str) and "%" in value else ""
+            self.problem(path, f"{shown(value)} is not an IP address{scoped}; skipped", malformed)
         return ip
 
     def string_map(self, value, path: str) -> dict[str, str]:

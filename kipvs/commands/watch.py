@@ -151,8 +151,8 @@ class Watcher:
         self.sync_count += 1
         if self.health and (full or self._health_affected(services, bool(nodes))):
             snapshot = self.snapshot()
-            self.health_problems = self.health.update(wanted_checks(snapshot, self.node.name, self.options.node_port_range),
-                                                      list(result.desired.node_ips.values()),
+            checks = wanted_checks(snapshot, self.node.name, self.options.node_port_range)
+            self.health_problems = self.health.update(checks, list(result.desired.node_ips.values()),
                                                       node_eligible(snapshot, self.node.name))
         if result.netfilter is not None:
             self.netfilter_problems = result.netfilter.problems

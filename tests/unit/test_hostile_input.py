@@ -150,6 +150,8 @@ OBJECT_CASES = [
       ("127.0.0.1", "0.0.0.0", "169.254.169.254", "169.254.1.1", "224.0.0.1")],
     *[(f"external IP {ip}", VICTIM, ("spec", "externalIPs"), [ip], f"Service hostile/victim: spec.externalIPs[0]: {ip}")
       for ip in ("::ffff:127.0.0.1", "::127.0.0.1", "169.254.169.254", "fd00:ec2::254")],
+    ("cluster IP with a scope id", VICTIM, ("spec", "clusterIPs"), ["fe80::1%eth0"],
+     "Service hostile/victim: spec.clusterIPs[0]: 'fe80::1%eth0' is not an IP address (it has an IPv6 scope id)"),
     ("cluster IP mapped loopback", VICTIM, ("spec", "clusterIPs"), ["::ffff:127.0.0.1"],
      "Service hostile/victim: spec.clusterIPs[0]: ::ffff:127.0.0.1 is a loopback address (IPv4-mapped form)"),
     ("LB ingress IP metadata", VICTIM, ("status", "loadBalancer", "ingress"), [{"ip": "169.254.169.254"}],
