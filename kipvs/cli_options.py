@@ -155,7 +155,7 @@ SOURCE = Group("source", (
     Param("cluster_file", Optional[str], _option(
         None, "--cluster-file", "-f", envvar="KIPVS_CLUSTER_FILE",
         help="Read Services, EndpointSlices and Nodes from this `kubectl get services,endpointslices,nodes -A "
-             "-o json|yaml` dump ('-' for stdin) instead of the API.")),
+             "-o json|yaml` dump (a regular file, or '-' for stdin: a pipe) instead of the API.")),
     Param("kubeconfig", Optional[str], _option(
         None, "--kubeconfig", envvar="KUBECONFIG",
         help="kubeconfig file (default: in-cluster config, else ~/.kube/config).")),
