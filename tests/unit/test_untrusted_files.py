@@ -155,3 +155,23 @@ def test_watch_keeps_syncing_with_a_corrupt_record():
     for text in ("[" * 100000, '{"x": ' + "9" * 5000 + "}", "\x00\xff garbage"):
         assert _watch_syncs(state(drained, **{LIST: listing(1, weight_a=0), f"read {RECORD}": text}), 0.6) >= 3
     assert ROLLING  # the loop's cluster: A terminating (draining), B serving
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "/dev/null"])
+def test_the_lock_file_is_never_followed_through_a_symlink_nor_a_fifo_or_device(tmp_path, kind):
+    from kipvs.errors import ConfigError
+    from kipvs.lock import node_lock
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    path = tmp_path / "lock"
+    if kind == "symlink":
+        path.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = "/dev/null"
+    with pytest.raises(ConfigError, match="symbolic link|not a regular file"):
+        with node_lock(str(path), 0):
+            pass
+    assert victim.read_text() == "keep me"
