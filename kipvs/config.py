@@ -206,9 +206,12 @@ def parse_duration(value: str, option: str) -> float:
     """Seconds from `300`, `300s`, `5m`, `1h` or `250ms` (kube-router writes durations like 5m0s too)."""
     text, total = value.strip(), 0.0
     units = {"ms": 0.001, "h": 3600, "m": 60, "s": 1}
+    if len(text) > 64:  # no duration is longer; the loop below is quadratic in the length
+        raise ConfigError(f"{option} {value[:40]!r}...: expected a duration like 300s, 5m or 1h")
     try:
         if text.replace(".", "", 1).isdigit():
-            return float(text)
+            total = float(text)
+            text = ""
         while text:
             number = ""
             while text and (text[0].isdigit() or text[0] == "."):
@@ -217,6 +220,8 @@ def parse_duration(value: str, option: str) -> float:
             total, text = total + float(number) * units[unit], text[len(unit):]
     except (StopIteration, ValueError):
         raise ConfigError(f"{option} {value!r}: expected a duration like 300s, 5m or 1h") from None
+    if not math.isfinite(total):  # 400 digits make a float of inf: a drain that never ends
+        raise ConfigError(f"{option} {value[:40]!r}: expected a duration like 300s, 5m or 1h")
     return total
 
 

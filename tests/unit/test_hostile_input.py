@@ -361,3 +361,12 @@ def test_any_value_at_any_path_never_crashes_and_keeps_the_canary(where, value):
         assert COMMAND.match(line), line
     for problem in desired.problems:
         assert "\n" not in str(problem)
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "9" * 400 + "s", "1" * 100000 + "s", "inf", "nan"])
+def test_a_duration_is_finite_and_short(tmp_path, value):
+    (tmp_path / "c.json").write_text(json.dumps(cluster()))
+    result = sync(tmp_path / "c.json", "--ipvs-graceful-period", value)
+    assert_no_crash(result)
+    assert result.exit_code == 2 and "--ipvs-graceful-period" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and len(result.stderr) < 300
