@@ -10,6 +10,7 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
+import reprlib
 import socket
 import sys
 from collections import defaultdict
@@ -48,10 +49,17 @@ def is_int(value) -> bool:
 
 
 def shown(value) -> str:
-    """A value from the cluster, quoted and cut short, safe in a one-line message."""
+    """A value from the cluster, quoted and cut short, safe in a one-line message. Bounded work whatever the
+    value: reprlib looks at a few items only, and an integer too long to print (YAML's hex or sexagesimal
+    forms build ones of any size; str() refuses more than 4,300 digits) is given by its size."""
     if is_int(value):
-        return str(value)
-    text = value if isinstance(value, str) else f"{type(value).__name__} {str(value)[:48]}"
+        return str(value) if -10**18 < value < 10**18 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        return repr(value[:64])
+    try:
+        text = f"{type(value).__name__} {reprlib.repr(value)[:48]}"
+    except ValueError:
+        text = type(value).__name__
     return repr(text[:64])
 
 

@@ -167,7 +167,8 @@ def parse_listen_address(value: str, option: str) -> tuple[str, int]:
             raise ConfigError(f"{option} {value!r}: [{host}] is not an IPv6 address")
     elif host and canonical_ip(host) is None:
         raise ConfigError(f"{option} {value!r}: expected IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:9254")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or \
+            not 0 < int(port_text) < 65536:
         raise ConfigError(f"{option} {value!r}: expected IP:PORT with a port 1-65535, e.g. 0.0.0.0:9254")
     return host or "0.0.0.0", int(port_text)
 

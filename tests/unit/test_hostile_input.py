@@ -305,6 +305,7 @@ def test_bad_option_values_are_one_line_errors(tmp_path, args, env, message):
 
 
 @pytest.mark.parametrize("addr,message", [("garbage", "expected IP:PORT"), ("127.0.0.1:99999", "port 1-65535"),
+                                          ("127.0.0.1:" + "9" * 5000, "port 1-65535"),
                                           ("[nope]:1", "not an IPv6 address")])
 def test_bad_metrics_addresses(tmp_path, addr, message):
     result = invoke(["watch", "--metrics-addr", addr, "--kubeconfig", str(tmp_path / "none"),

@@ -175,3 +175,18 @@ def test_the_lock_file_is_never_followed_through_a_symlink_nor_a_fifo_or_device(
         with node_lock(str(path), 0):
             pass
     assert victim.read_text() == "keep me"
+
+
+def test_yaml_integers_too_long_to_print_are_named_by_their_size(tmp_path):
+    """YAML's hex form builds an integer of any size, which str() refuses past 4,300 digits: the problem line
+    gives its size (before, the message itself raised)."""
+    huge = "0x" + "f" * 6000
+    path = tmp_path / "c.yaml"
+    path.write_text(YAML_SERVICE.format(field="").replace("    - port: 80", f"    - port: {huge}\n    - [{huge}]")
+                    + "- kind: EndpointSlice\n  metadata: {name: web-x, labels: {kubernetes.io/service-name: web}}\n"
+                      "  addressType: IPv4\n  endpoints: []\n- kind: Node\n  metadata: {name: node3}\n")
+    result = sync(path, "--node-ip", "192.168.123.249")
+    assert_no_crash(result)
+    assert result.exit_code == 0, result.stderr
+    assert "spec.ports[0].port: an integer of 24000 bits is not a port (1-65535)" in result.stderr
+    assert "spec.ports[1]: expected a port, got 'list" in result.stderr
