@@ -489,6 +489,10 @@ def _hint_names(entries) -> tuple[str, ...] | None:
         return ()
     if entries.__class__ is not list:
         return None
+    if len(entries) == 1:  # the EndpointSlice controller's hints: one zone, or this node
+        entry = entries[0]
+        name = entry.get("name") if entry.__class__ is dict else None
+        return (name,) if name.__class__ is str and name else None
     names = tuple([entry.get("name") if entry.__class__ is dict else None for entry in entries])
     for name in names:
         if name.__class__ is not str or not name:
@@ -597,6 +601,12 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
         return None
     ports = []
     for i, raw in enumerate(r.list(obj.get("ports"), "ports")):
+        name, protocol, number = (raw.get("name"), raw.get("protocol"), raw.get("port")) if raw.__class__ is dict \
+            else (None, None, None)
+        if (name is None or name.__class__ is str) and (protocol is None or protocol.__class__ is str) and \
+                number.__class__ is int and 0 < number < 65536:  # well-typed: no path strings, no reader calls
+            ports.append(SlicePort(sys.intern(name or ""), "TCP" if protocol is None else sys.intern(protocol), number))
+            continue
         if not isinstance(raw, dict):
             r.problem(f"ports[{i}]", f"expected a port, got {shown(raw)}")
             continue
