@@ -33,7 +33,7 @@ SHAPES = {
     "bare": (bare_cluster.objects, "addresses only"),
     "controller": (controller_cluster.objects, "3 conditions, nodeName, targetRef, zone"),
     "hints": (partial(controller_cluster.objects, hints=True), "controller + hints.forZones"),
-    "dual-stack": (partial(controller_cluster.objects, dual_stack=True), "controller, IPv4 + IPv6 slices"),
+    "dual-stack": (partial(controller_cluster.objects, dual_stack=True), "controller, dual-stack pods: 2 slices"),
 }
 
 
@@ -109,10 +109,11 @@ def report(rows: list[dict], services: int, endpoints: int, rounds: int) -> None
               f"{row['us_per_endpoint'] / fastest:>5.2f}x {row['read_us_per_endpoint'] / fastest_read:>10.2f}x "
               f"{row['rss_mb']:>6.0f} MB {row['general']:>6} of {row['sampled']:<6}")
     slowest = max(rows, key=lambda row: row["us_per_endpoint"])
+    longest = max(rows, key=lambda row: row["cpu"])
     ratio = slowest["us_per_endpoint"] / fastest
-    at_goal = " (goal's N)" if services == GOAL_SERVICES else f" (goal is at N={GOAL_SERVICES})"
-    print(f"goal: slowest shape <= {GOAL_SECONDS:.0f} s{at_goal}: {slowest['shape']} {slowest['wall']:.2f} s wall, "
-          f"{slowest['cpu']:.2f} s CPU, {max(row['wall'] for row in rows):.2f} s the slowest wall")
+    at_goal = "" if services == GOAL_SERVICES else f" (the goal is at N={GOAL_SERVICES})"
+    print(f"goal: every shape <= {GOAL_SECONDS:.0f} s{at_goal}: the longest, {longest['shape']}, "
+          f"{longest['wall']:.2f} s wall, {longest['cpu']:.2f} s CPU ({longest['endpoints']} endpoints)")
     print(f"goal: per-endpoint cost slowest/fastest shape <= {GOAL_RATIO}x: {ratio:.2f}x "
           f"({slowest['shape']} / {min(rows, key=lambda row: row['us_per_endpoint'])['shape']})")
 
