@@ -4,17 +4,22 @@ import re
 from pathlib import Path
 
 from kipvs.metrics import Metrics
-from kipvs.service_metrics import render_traffic
+from kipvs.service_metrics import traffic_families
 
 DASHBOARD = Path(__file__).resolve().parent.parent.parent / "deploy" / "grafana-dashboard.json"
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+
+
+class Collector:
+    def __init__(self, collect):
+        self.collect = collect
 
 
 def exported() -> set[str]:
     """Series names in /metrics: each `# TYPE` name, and a histogram's _bucket/_sum/_count series."""
     names = set()
     metrics = Metrics()
-    metrics.collectors.append(lambda: render_traffic({}, {}))  # the per-Service series watch adds
+    metrics.add_collector(Collector(lambda: traffic_families({}, {})))  # the per-Service series watch adds
     for line in metrics.render().splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split()
