@@ -175,6 +175,20 @@ class KubePair:
         with urllib.request.urlopen(self.url + path, timeout=5, context=context) as response:
             return response.read().decode()
 
+    def list_requests(self) -> dict[str, int]:
+        """LIST requests this API server has answered since it started, by resource (its own
+        apiserver_request_total{verb="LIST"}, every client's, read from /metrics as the admin)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        counts: dict[str, int] = {}
+        for family in text_string_to_metric_families(self._apiserver_get("/metrics")):
+            if family.name == "apiserver_request":  # the parser drops a counter's _total from the family's name
+                for sample in family.samples:
+                    if sample.name == "apiserver_request_total" and sample.labels.get("verb") == "LIST":
+                        resource = sample.labels["resource"]
+                        counts[resource] = counts.get(resource, 0) + int(sample.value)
+        return counts
+
     # --- faults ---
 
     def etcd_revision(self) -> int:
