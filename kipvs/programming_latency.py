@@ -16,7 +16,8 @@ log = logging.getLogger("kipvs.metrics")
 
 ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 # RFC 3339 as Go's time.RFC3339Nano writes it (up to nanoseconds; Z or a numeric offset).
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))")
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))",
+                      re.ASCII)
 
 
 def parse_rfc3339(text: str) -> float | None:
