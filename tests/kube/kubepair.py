@@ -175,19 +175,23 @@ class KubePair:
         with urllib.request.urlopen(self.url + path, timeout=5, context=context) as response:
             return response.read().decode()
 
-    def list_requests(self) -> dict[str, int]:
-        """LIST requests this API server has answered since it started, by resource (its own
-        apiserver_request_total{verb="LIST"}, every client's, read from /metrics as the admin)."""
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        """Requests this API server has answered since it started, every client's, by (verb, resource):
+        its own apiserver_request_total, read from /metrics as the admin. A watch counts when it ends."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        counts: dict[str, int] = {}
+        counts: dict[tuple[str, str], int] = {}
         for family in text_string_to_metric_families(self._apiserver_get("/metrics")):
             if family.name == "apiserver_request":  # the parser drops a counter's _total from the family's name
                 for sample in family.samples:
-                    if sample.name == "apiserver_request_total" and sample.labels.get("verb") == "LIST":
-                        resource = sample.labels["resource"]
-                        counts[resource] = counts.get(resource, 0) + int(sample.value)
+                    if sample.name == "apiserver_request_total":
+                        key = (sample.labels["verb"], sample.labels["resource"])
+                        counts[key] = counts.get(key, 0) + int(sample.value)
         return counts
+
+    def list_requests(self) -> dict[str, int]:
+        """LIST requests answered since the API server started, by resource."""
+        return {resource: n for (verb, resource), n in self.request_counts().items() if verb == "LIST"}
 
     # --- faults ---
 

@@ -7,7 +7,7 @@ cluster IPs from its own writes): the counter is every client's."""
 import dataclasses
 import time
 
-from tests.kube.conftest import FAST, start_watcher, through
+from tests.kube.conftest import FAST, NAMESPACE, start_watcher, through
 from tests.kube.test_watch import seed, service
 
 RESOURCES = ("services", "endpointslices", "nodes")
@@ -97,3 +97,22 @@ def test_compaction_and_restart_cause_one_list_per_resource(kube, pair, proxy):
         assert [r.stats.lists for r in run.watcher.reflectors] == [2, 2, 2]
     finally:
         run.stop()
+
+
+def test_the_api_load_benchmark_runs_against_the_session_s_server(kube, pair, tmp_path):
+    """benchmarks/bench_api.py in seconds (its real runs take a watch timeout per window): it prints
+    its rows, and every stream cut at once costs no LIST."""
+    from benchmarks import bench_api
+
+    lines = []
+    try:
+        cut = bench_api.run(pair, watchers=2, services=2, endpoints=2, seconds=2.0,
+                            settings=dataclasses.replace(FAST, watch_timeout=1), workdir=tmp_path,
+                            namespace=NAMESPACE, out=lines.append)
+    finally:
+        kube.core.delete_node(bench_api.NODE)
+    assert lines[0].startswith("API load: kube-apiserver v") and "Services x 2 endpoints" in lines[0]
+    assert lines[3].startswith("one idle kipvs watch (3 reflectors)") and lines[4].startswith("2 idle watchers")
+    assert "WATCH" in lines[3]  # 1 s watches end within the 2 s window, counted by the server
+    assert cut["lists"] == 0 and cut["opened"] >= 6 and "LIST" not in cut["answered"]
+    assert lines[5].startswith("every stream of the 2 watchers cut at once: 0 LISTs")
