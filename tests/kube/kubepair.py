@@ -175,23 +175,30 @@ class KubePair:
         with urllib.request.urlopen(self.url + path, timeout=5, context=context) as response:
             return response.read().decode()
 
-    def request_counts(self) -> dict[tuple[str, str], int]:
-        """Requests this API server has answered since it started, every client's, by (verb, resource):
-        its own apiserver_request_total, read from /metrics as the admin. A watch counts when it ends."""
+    def counts(self, counter: str, *labels: str) -> dict[tuple, int]:
+        """A counter of this API server's own /metrics (read as the admin), every client's since it
+        started, summed by the values of `labels`."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        counts: dict[tuple[str, str], int] = {}
+        totals: dict[tuple, int] = {}
         for family in text_string_to_metric_families(self._apiserver_get("/metrics")):
-            if family.name == "apiserver_request":  # the parser drops a counter's _total from the family's name
-                for sample in family.samples:
-                    if sample.name == "apiserver_request_total":
-                        key = (sample.labels["verb"], sample.labels["resource"])
-                        counts[key] = counts.get(key, 0) + int(sample.value)
-        return counts
+            for sample in family.samples:
+                if sample.name == counter:
+                    key = tuple(sample.labels.get(label, "") for label in labels)
+                    totals[key] = totals.get(key, 0) + int(sample.value)
+        return totals
+
+    def request_counts(self) -> dict[tuple, int]:
+        """apiserver_request_total by (verb, resource); a watch counts when it ends."""
+        return self.counts("apiserver_request_total", "verb", "resource")
 
     def list_requests(self) -> dict[str, int]:
         """LIST requests answered since the API server started, by resource."""
         return {resource: n for (verb, resource), n in self.request_counts().items() if verb == "LIST"}
+
+    def cache_lists(self) -> dict[str, int]:
+        """Lists its watch cache served (apiserver_cache_list_total), by resource."""
+        return {resource: n for (resource,), n in self.counts("apiserver_cache_list_total", "resource").items()}
 
     # --- faults ---
 

@@ -13,8 +13,8 @@ from tests.kube.test_watch import seed, service
 RESOURCES = ("services", "endpointslices", "nodes")
 
 
-def lists_since(pair, before: dict) -> dict:
-    after = pair.list_requests()
+def lists_since(pair, before: dict, read=None) -> dict:
+    after = (read or pair.list_requests)()
     return {r: after.get(r, 0) - before.get(r, 0) for r in RESOURCES}
 
 
@@ -85,7 +85,7 @@ def test_compaction_and_restart_cause_one_list_per_resource(kube, pair, proxy):
         pair.compact()
         pair.kill_apiserver()
         pair.start_apiserver()
-        before = pair.list_requests()  # the new server's own start-up lists are not kipvs's
+        before, cached = pair.list_requests(), pair.cache_lists()  # its own start-up lists are not kipvs's
         proxy.stall(False)
         wait_programmed(run, [vip])
         deadline = time.monotonic() + 15
@@ -93,6 +93,7 @@ def test_compaction_and_restart_cause_one_list_per_resource(kube, pair, proxy):
             assert time.monotonic() < deadline, "deleted Services still programmed"
             time.sleep(0.05)
         assert lists_since(pair, before) == {r: 1 for r in RESOURCES}
+        assert lists_since(pair, cached, pair.cache_lists) == {r: 1 for r in RESOURCES}  # from the watch cache
         assert [r.stats.relists_410 for r in run.watcher.reflectors] == [1, 1, 1]
         assert [r.stats.lists for r in run.watcher.reflectors] == [2, 2, 2]
     finally:
