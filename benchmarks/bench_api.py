@@ -5,7 +5,8 @@ and reflectors, as in separate processes, in threads here) against one real kube
 (a load balancer in front of the API servers restarting): LISTs and WATCHes.
 
 The requests are counted by the API server itself (apiserver_request_total of Services,
-EndpointSlices and Nodes: a watch counts when it ends), and by the reflectors (watches opened).
+EndpointSlices and Nodes less its own, apiserver_selfrequest_total: a watch counts when it ends),
+and by the reflectors (what they sent).
 On demand, not in CI (an idle window is one watch timeout, 5 minutes); --smoke runs in seconds.
 
     python benchmarks/bench_api.py [--watchers 100] [--services 100] [--endpoints 10] [--seconds 330]
@@ -88,23 +89,28 @@ def ours(counts: dict, before: dict) -> dict[str, int]:
     return {verb: n for verb, n in by_verb.items() if n}
 
 
+def sent(watchers: Watchers) -> dict[str, int]:
+    """What the reflectors have asked so far: lists, watches accepted, and failed requests."""
+    return {field: watchers.total(field) for field in ("lists", "watches", "errors")}
+
+
+def since(watchers: Watchers, before: dict[str, int]) -> dict[str, int]:
+    return {field: n - before[field] for field, n in sent(watchers).items()}
+
+
 def idle(pair: KubePair, watchers: Watchers, seconds: float) -> dict:
-    before, opened = pair.request_counts(), watchers.total("watches")
-    lists = watchers.total("lists")
+    before, asked = pair.request_counts(), sent(watchers)
     time.sleep(seconds)
-    answered = ours(pair.request_counts(), before)
-    return {"seconds": seconds, "answered": answered, "opened": watchers.total("watches") - opened,
-            "lists": watchers.total("lists") - lists}
+    return {"seconds": seconds, "answered": ours(pair.request_counts(), before), **since(watchers, asked)}
 
 
 def cut_all(pair: KubePair, proxy: TCPProxy, watchers: Watchers) -> dict:
-    before, lists = pair.request_counts(), watchers.total("lists")
+    before, asked = pair.request_counts(), sent(watchers)
     opened = [r.stats.watches for r in watchers.reflectors]
     proxy.drop()
     seconds = watchers.wait_rewatching(opened)
     time.sleep(1.0)  # let the cut streams' ends reach the server's counters
-    return {"seconds": seconds, "answered": ours(pair.request_counts(), before),
-            "opened": watchers.total("watches") - sum(opened), "lists": watchers.total("lists") - lists}
+    return {"seconds": seconds, "answered": ours(pair.request_counts(), before), **since(watchers, asked)}
 
 
 def seed(pair: KubePair, services: int, endpoints: int, workdir: Path, namespace: str) -> None:
@@ -136,12 +142,13 @@ def _namespace(admin, namespace: str) -> None:
 
 
 def row(label: str, result: dict, watchers: int) -> str:
+    """The server's count (its clients': here, only the watchers) beside what the watchers sent."""
     answered = result["answered"]
-    total = sum(answered.values())
-    rate = total / result["seconds"]
     verbs = ", ".join(f"{verb} {n}" for verb, n in sorted(answered.items())) or "none"
-    return (f"{label:<38} {result['seconds']:>7.1f} s  {total:>6}  {rate:>9.4f}  {rate / watchers:>11.5f}  "
-            f"{result['lists']:>5}  {result['opened']:>6}  ({verbs})")
+    ours_ = result["lists"] + result["watches"] + result["errors"]
+    rate = ours_ / result["seconds"]
+    return (f"{label:<38} {result['seconds']:>7.1f} s  {sum(answered.values()):>6} {'(' + verbs + ')':<20}  {ours_:>6}  "
+            f"{rate:>9.4f}  {rate / watchers:>11.5f}  {result['lists']:>5}")
 
 
 def run(pair: KubePair, watchers: int, services: int, endpoints: int, seconds: float, settings: WatchSettings,
@@ -154,9 +161,11 @@ def run(pair: KubePair, watchers: int, services: int, endpoints: int, seconds: f
         out(f"API load: kube-apiserver {version} + etcd on loopback; {services} Services x {endpoints} endpoints; "
             f"kipvs {__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-        out(f"watch timeout {settings.watch_timeout} s; requests of Services, EndpointSlices and Nodes as "
-            "kube-apiserver counted them (a watch counts when it ends); LISTs and watches opened as kipvs counted them")
-        out(f"{'':<38} {'window':>9}  {'reqs':>6}  {'req/s':>9}  {'per watcher':>11}  {'LISTs':>5}  {'opened':>6}")
+        out(f"watch timeout {settings.watch_timeout} s; 'answered': requests of Services, EndpointSlices and Nodes "
+            "from clients as kube-apiserver counted them (a watch counts when it ends); 'kipvs': the requests "
+            "the watchers sent (lists, watches, failed requests)")
+        out(f"{'':<38} {'window':>9}  {'answered':<27}  {'kipvs':>6}  {'req/s':>9}  {'per watcher':>11}  "
+            f"{'LISTs':>5}")
         one = Watchers(pair, proxy, 1, settings, workdir).start()
         try:
             out(row("one idle kipvs watch (3 reflectors)", idle(pair, one, seconds), 1))
@@ -170,7 +179,7 @@ def run(pair: KubePair, watchers: int, services: int, endpoints: int, seconds: f
             many.close()
         answered = ", ".join(f"{verb} {n}" for verb, n in sorted(cut["answered"].items())) or "none"
         out(f"every stream of the {watchers} watchers cut at once: {cut['lists']} LISTs (a reflector that re-lists "
-            f"on a cut: {3 * watchers}), {cut['opened']} watches reopened from their resourceVersion, all within "
+            f"on a cut: {3 * watchers}), {cut['watches']} watches reopened from their resourceVersion, all within "
             f"{cut['seconds']:.1f} s; the server answered: {answered}")
         return cut
     finally:
