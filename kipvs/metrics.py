@@ -36,7 +36,7 @@ REFLECTOR_SERIES = (("watch_restarts", "Watch streams that ended and were starte
                     ("lists", "Complete lists."),
                     ("watches", "Watch requests the API server accepted."))
 
-disable_created_metrics()  # no *_created series: neither kube-proxy nor Prometheus' own exporters send them
+disable_created_metrics()  # no *_created series: kube-proxy (Go client, text format) sends none either
 
 
 class Metrics:
