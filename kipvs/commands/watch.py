@@ -154,14 +154,15 @@ class Watcher:
         self.sync_count += 1
         if self.health and (full or self._health_affected(services, bool(nodes))):
             snapshot = self.snapshot()
-            self.health_problems = self.health.update(wanted_checks(snapshot, self.node.name),
-                                                      list(result.desired.node_ips.values()),
+            checks = wanted_checks(snapshot, self.node.name, self.options.node_port_range)
+            self.health_problems = self.health.update(checks, list(result.desired.node_ips.values()),
                                                       node_eligible(snapshot, self.node.name))
         if result.netfilter is not None:
             self.netfilter_problems = result.netfilter.problems
             self._keep_backend(result.netfilter.backend)
         carried = () if result.netfilter is not None else tuple(self.netfilter_problems)
-        self.problem_log.update(result.desired.problems + carried + tuple(self.health_problems))
+        held = (f"removals held: {result.held_line()}",) if result.held else ()
+        self.problem_log.update(result.desired.problems + carried + tuple(self.health_problems) + held)
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
         if full:
             log.log(level, "%s", result.summary())
@@ -173,7 +174,8 @@ class Watcher:
         """The planner of a full sync: every Service recomputed, kept for the event syncs that follow."""
         facts = node_facts(snapshot, node, options, kernel)
         self.state = IncrementalDesired(node.name, facts.node_ips, facts.local_ips, options, facts.host_addresses,
-                                        facts.problems, facts.zone)
+                                        facts.problems, facts.zone,
+                                        last_readable=self.state.last_readable if self.state else None)
         self.state.rebuild(snapshot.services, snapshot.endpoint_slices)
         desired = self.state.desired()
         warn_missing_families(desired, node)
