@@ -62,11 +62,13 @@ def load_client_config(kubeconfig: str | None):
 
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,
              gone: type[Exception] | None = None, deadline: float | None = None,
-             **selectors) -> tuple[list[dict], str]:
+             first_page: dict | None = None, **selectors) -> tuple[list[dict], str]:
     """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion).
 
     A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists.
-    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call."""
+    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call;
+    `first_page` too, but only to the first (resourceVersion and its match: the server refuses them
+    beside a continue token, which carries the version of the first page)."""
     from kubernetes.client.exceptions import ApiException
 
     items: list[dict] = []
@@ -80,6 +82,8 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
         kwargs = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": timeout, **selectors}
         if token:
             kwargs["_continue"] = token
+        else:
+            kwargs.update(first_page or {})
         try:
             response = list_call(**kwargs)
         except ApiException as exc:
