@@ -2,9 +2,10 @@
 Services with everything the API server defaults (clusterIPs, ipFamilies, policies, status), EndpointSlices
 as the EndpointSlice controller writes them (full metadata, owner reference, every endpoint with its three
 conditions, targetRef, nodeName and zone; a few terminating). Options: topology hints on every endpoint
-(trafficDistribution: PreferClose; the bench's node has no zone label, so the hints are read and checked but
-every endpoint is used, a note per Service says so, and the plans compare across shapes), and dual-stack Services (each pod with an address of each family, one
-IPv4 and one IPv6 slice per Service). The List holds all Services, then all slices, as kubectl lists them.
+(trafficDistribution: PreferClose; the bench's node has no zone label, so the hints are read and checked
+but every endpoint is used, a note per Service says so, and the plans compare across shapes), and
+dual-stack Services (each pod with an address of each family, one IPv4 and one IPv6 slice per Service).
+The List holds all Services, then all slices, as kubectl lists them.
 
 The second generator beside benchmarks/synthetic.py (whose endpoints carry only addresses, conditions.ready
 and nodeName): the host benchmark runs every generator, so no endpoint shape is fast by being the only one.
