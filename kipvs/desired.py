@@ -358,6 +358,9 @@ class _Expander:
     def node_port_addresses(self, families: list[int]) -> list[str]:
         if self.options.nodeport_bindon_all_ip:
             return [ip for ip in self.local_ips if family_of(ip) in families]
+        if self.options.nodeport_addresses:  # kube-proxy's --nodeport-addresses
+            return [ip for ip in self.local_ips if family_of(ip) in families
+                    and any(ipaddress.ip_address(ip) in net for net in self.options.nodeport_addresses)]
         return [self.node_ips[f] for f in families if f in self.node_ips]
 
 
