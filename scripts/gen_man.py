@@ -41,9 +41,11 @@ EXAMPLES = {
              "# /etc/cron.d/kipvs: * * * * * root kipvs -q sync"],
     "show": ["kipvs show", "kipvs show --check || kipvs sync", "kipvs show --output json | jq .drift"],
     "cleanup": ["kipvs cleanup --dry-run", "kipvs cleanup"],
-    "watch": ["kipvs watch --node-name $(hostname) --metrics-addr 0.0.0.0:9254",
-              "systemctl enable --now kipvs   # with scripts/kipvs.service installed",
-              "kubectl apply -f scripts/daemonset.yaml"],
+    "watch": ["kipvs watch --node-name $(hostname) --metrics-addr 127.0.0.1:9254",
+              "systemctl enable --now kipvs   # with deploy/kipvs.service installed",
+              "kubectl apply -k deploy/   # the DaemonSet, its RBAC and its ConfigMaps"],
+    "config": ["kipvs config print", "kipvs config print --config /etc/kipvs/config.yaml --scheduler wlc",
+               "kipvs config print --config '' > /etc/kipvs/config.yaml   # start a file from the defaults"],
 }
 
 
@@ -73,7 +75,8 @@ def option_block(param) -> list[str]:
     return lines
 
 
-def page(name: str, command, summary: str, global_options: list) -> str:
+def page(name: str, command, summary: str, global_options: list, invoked: str = "") -> str:
+    """`invoked`: the words after kipvs, when they differ from the page's name (`config print`)."""
     title = "kipvs" if name == "kipvs" else f"kipvs-{name}"
     help_text = (command.help or "").strip()
     first, _, rest = help_text.partition("\n")
@@ -82,7 +85,7 @@ def page(name: str, command, summary: str, global_options: list) -> str:
     if name == "kipvs":
         out.append("\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR]")
     else:
-        out.append(f"\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fB{esc(name)}\\fR [\\fIOPTIONS\\fR]")
+        out.append(f"\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fB{esc(invoked or name)}\\fR [\\fIOPTIONS\\fR]")
     out += [".SH DESCRIPTION", esc(first)]
     for paragraph in filter(None, (p.strip() for p in rest.split("\n\n"))):
         out += [".PP", esc(" ".join(paragraph.split()))]
@@ -103,8 +106,10 @@ def page(name: str, command, summary: str, global_options: list) -> str:
         out += [".PP", esc("A usage error (an unknown option, a bad value) also exits 2, with one line on stderr.")]
     out += [".SH ENVIRONMENT", "Every option can be set by the environment variable named with it. "
             "\\fBNO_COLOR\\fR turns colours off.", ".SH FILES",
-            esc("~/.kube/config, or the file KUBECONFIG names: the kubeconfig used outside a pod without "
-                "--kubeconfig. kipvs runs only ip, ipvsadm and sysctl; it keeps no state of its own.")]
+            esc("/etc/kipvs/config.yaml: the configuration file (--config). /run/kipvs/: the node lock, the drain "
+                "record and the settings kipvs watch runs with (effective-config.yaml), which show, sync, cleanup "
+                "and fix-routes read by default. ~/.kube/config, or the file KUBECONFIG names: the kubeconfig used "
+                "outside a pod without --kubeconfig.")]
     if EXAMPLES.get(name):
         out += [".SH EXAMPLES"]
         for example in EXAMPLES[name]:
@@ -123,6 +128,10 @@ def pages() -> dict[str, str]:
     globals_ = [p for p in root.params if p.name not in ("install_completion", "show_completion")]
     result = {"kipvs.8": page("kipvs", root, "node agent for Kubernetes services on IPVS", [])}
     for name, command in root.commands.items():
+        if getattr(command, "commands", None):  # a group of one command (`kipvs config print`): its page
+            ((sub_name, sub),) = command.commands.items()
+            result[f"kipvs-{name}.8"] = page(name, sub, "", globals_, f"{name} {sub_name}")
+            continue
         result[f"kipvs-{name}.8"] = page(name, command, "", globals_)
     return result
 
