@@ -1,4 +1,5 @@
-"""Generate man/kipvs.8 and man/kipvs-COMMAND.8 from the CLI definition, so they never drift from --help.
+"""Generate man/kipvs.8 and man/kipvs-COMMAND.8 from the CLI definition, so they never drift from --help,
+and the shell completion scripts the wheel installs (completions/: bash, zsh, fish).
 
     python scripts/gen_man.py          # write man/
     python scripts/gen_man.py --check  # exit 1 if man/ differs from what the CLI says now
@@ -13,9 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kipvs import __version__  # noqa: E402
 from kipvs.cli import app  # noqa: E402
-from kipvs.cli_help import build, metavar, takes_value  # noqa: E402  - the same value names as --help
+from kipvs.cli_help import build, completion_script, metavar, takes_value  # noqa: E402  - as --help says
 
 MAN = Path(__file__).resolve().parent.parent / "man"
+COMPLETIONS = MAN.parent / "completions"
+COMPLETION_FILES = {"kipvs": "bash", "_kipvs": "zsh", "kipvs.fish": "fish"}
 DATE = "2026-11"
 
 EXIT_STATUS = {
@@ -136,8 +139,24 @@ def pages() -> dict[str, str]:
     return result
 
 
+def completions() -> dict[str, str]:
+    """Each shell's script; they ask kipvs itself for the words, so they never drift from the CLI."""
+    return {name: completion_script(shell) + "\n" for name, shell in COMPLETION_FILES.items()}
+
+
 def main() -> int:
     wanted = pages()
+    scripts = completions()
+    if "--check" in sys.argv:
+        stale = [name for name, text in scripts.items()
+                 if not (COMPLETIONS / name).exists() or (COMPLETIONS / name).read_text() != text]
+        if stale:
+            print(f"completions out of date: {', '.join(stale)}; run python scripts/gen_man.py", file=sys.stderr)
+            return 1
+    else:
+        COMPLETIONS.mkdir(exist_ok=True)
+        for name, text in scripts.items():
+            (COMPLETIONS / name).write_text(text)
     if "--check" in sys.argv:
         stale = [name for name, text in wanted.items()
                  if not (MAN / name).exists() or (MAN / name).read_text() != text]
