@@ -132,7 +132,8 @@ PROXY = Group("options", (
     Param("strict_external_ip_validation", str, bool_option(
         True, "--strict-external-ip-validation",
         envvar="KIPVS_STRICT_EXTERNAL_IP_VALIDATION",
-        help="Program external and load-balancer IPs only inside the ranges above (CVE-2020-8554).")),
+        help="Program external and load-balancer IPs only inside the ranges above (CVE-2020-8554); "
+             "--no-strict-external-ip-validation, the older spelling of =false, still works.")),
     # kipvs's earlier spelling of --strict-external-ip-validation=false, still accepted.
     Param("no_strict", bool, typer.Option(False, "--no-strict-external-ip-validation", hidden=True)),
     Param("excluded_cidrs", Optional[list[str]], _option(
