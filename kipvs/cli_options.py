@@ -89,14 +89,20 @@ def pflag_args(args: list[str], flags: set[str]) -> list[str]:
     return out
 
 
+def _own_flags(command) -> set[str]:
+    return {o for p in command.params for o in p.opts} & BOOLEAN_FLAGS
+
+
 class PflagCommand(TyperCommand):
     def parse_args(self, ctx, args):
-        return super().parse_args(ctx, pflag_args(args, {o for p in self.params for o in p.opts} & BOOLEAN_FLAGS))
+        return super().parse_args(ctx, pflag_args(args, _own_flags(self)))
 
 
 class PflagGroup(TyperGroup):
+    """The root (and `config`): its own booleans (-q) only; each command reads its own."""
+
     def parse_args(self, ctx, args):
-        return super().parse_args(ctx, pflag_args(args, {o for p in self.params for o in p.opts} & BOOLEAN_FLAGS))
+        return super().parse_args(ctx, pflag_args(args, _own_flags(self)))
 
 
 def flag(value, option: str) -> bool:
