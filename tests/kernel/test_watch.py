@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.kernel.lab import PYTHON, REPO, wait_until
+from tests.kernel.metrics_text import sample
 from tests.kernel.scenario import answering_pods
 from tests.kube.pairctl import control
 
@@ -104,7 +105,7 @@ def test_watch_follows_the_api_into_the_kernel(watching):
     # The gauges follow once that sync has verified the kernel.
     def gauge_matches_kernel():
         metrics = node3.curl("http://127.0.0.1:9254/metrics") or ""
-        return f"kipvs_virtual_servers {sum(r.startswith('-A') for r in node3.ipvs_rules())}\n" in metrics
+        return sample(metrics, "kipvs_virtual_servers") == sum(r.startswith('-A') for r in node3.ipvs_rules())
 
     assert wait_until(gauge_matches_kernel, 20), node3.curl("http://127.0.0.1:9254/metrics")
     assert "kipvs_sync_duration_seconds_count" in node3.curl("http://127.0.0.1:9254/metrics")
