@@ -68,7 +68,7 @@ def test_local_annotation_and_scheduler_annotation_leave_notes():
         "scheduler lc from annotation kube-router.io/service.scheduler",
         "external traffic only to this node's endpoints (annotation kube-router.io/service.local)")
     by_ip = {vs.ip: vs for vs in d.virtual_servers}
-    # No local endpoint: the Local-policy LB IP is not bound here at all (kube-router's way, see README).
+    # No local endpoint: the Local-policy LB IP is not bound here at all (kube-router's way, see docs/lifecycle.md).
     assert "192.168.201.10" not in by_ip and by_ip["10.96.0.10"].real_servers
     # The Service's own externalTrafficPolicy: Local already says so: no note for the annotation.
     d = desired(lb({"kube-router.io/service.local": "true"}, externalTrafficPolicy="Local"))
