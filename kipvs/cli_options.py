@@ -18,7 +18,8 @@ import typer
 
 from kipvs.config import (NetfilterOptions, ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_bool,
                           parse_cidrs, parse_detect_local_mode, parse_duration, parse_interface, parse_iptables_mode,
-                          parse_node_ips, parse_pod_interface, parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
+                          parse_node_ips, parse_pod_interface, parse_port_range, parse_scheduler, parse_seconds,
+                          parse_timeout)
 from kipvs.environment import Environment
 from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.errors import ExitStatus, KipvsError, PermissionDenied

@@ -77,7 +77,8 @@ def read_facts(runner: Runner, backend: str) -> NetfilterFacts:
 def reread_facts(runner: Runner, before: NetfilterFacts, families: set[int], sets: bool) -> NetfilterFacts:
     """`before` with the tables of `families` (and the sets) read again: what the restores changed."""
     tables = dict(before.tables)
-    tables.update({f: parse_save(text) for f, text in read_saves(runner, before.backend, tuple(sorted(families))).items()})
+    saves = read_saves(runner, before.backend, tuple(sorted(families)))
+    tables.update({f: parse_save(text) for f, text in saves.items()})
     if not sets:
         return replace(before, tables=tables)
     owned, names = read_sets(runner)
