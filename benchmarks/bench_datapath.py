@@ -6,6 +6,7 @@ netfilter rule, and with the per-address rule list kipvs wrote before (3 rules p
 from INPUT for every packet), so the ratio large/small shows what the number of Services costs a packet.
 
     scripts/lab -- .venv/bin/python benchmarks/bench_datapath.py [--sizes 10,5000] [--count 200]
+    scripts/lab --flavour qemu -- .venv/bin/python benchmarks/bench_datapath.py --backend nft
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from benchmarks.synthetic import NODE_IP, NODE_NAME, cluster_ip, objects  # noqa
 NODE, CLIENT = "dp-node", "dp-client"
 CLIENT_IP = "192.168.123.100"
 GOAL = 1.1
+BACKEND = "legacy"
 
 
 def sh(*argv: str, stdin: str | None = None) -> str:
@@ -65,7 +67,7 @@ def rtt(address: str, count: int) -> tuple[float, float]:
 
 def path_rules() -> int:
     """Rules an INPUT packet to a service address can meet: the built-in INPUT chain and every kipvs chain."""
-    saved = in_node("iptables-legacy-save", "-t", "filter")
+    saved = in_node(f"iptables-{BACKEND}-save", "-t", "filter")
     return sum(1 for line in saved.splitlines() if line.startswith(("-A INPUT", "-A KIPVS-")))
 
 
@@ -82,15 +84,15 @@ def old_rule_list(services: int) -> str:
 def measure(services: int, count: int, folder: Path) -> dict:
     path = folder / f"cluster-{services}.json"
     path.write_text(json.dumps({"kind": "List", "apiVersion": "v1", "items": objects(services, 1, node_ports=False)}))
-    kipvs("sync", "-q", "-f", str(path), "--node-name", NODE_NAME, "--iptables-mode", "legacy")
+    kipvs("sync", "-q", "-f", str(path), "--node-name", NODE_NAME, "--iptables-mode", BACKEND)
     vip = cluster_ip(services - 1)
     row = {"kipvs": (rtt(NODE_IP, count), rtt(vip, count), path_rules())}
     in_node(sys.executable, "-c", "from kipvs.netfilter.sync import cleanup_netfilter; from kipvs.runner import "
-            "Runner; cleanup_netfilter(Runner(), 'legacy')")
+            f"Runner; cleanup_netfilter(Runner(), {BACKEND!r})")
     row["none"] = (rtt(NODE_IP, count), rtt(vip, count), path_rules())
-    in_node("iptables-legacy-restore", "--noflush", stdin=old_rule_list(services))
+    in_node(f"iptables-{BACKEND}-restore", "--noflush", stdin=old_rule_list(services))
     row["old list"] = (rtt(NODE_IP, count), rtt(vip, count), path_rules())
-    in_node("iptables-legacy-restore", "--noflush", stdin="*filter\n:KIPVS-OLD - [0:0]\n-D INPUT -j KIPVS-OLD\n"
+    in_node(f"iptables-{BACKEND}-restore", "--noflush", stdin="*filter\n:KIPVS-OLD - [0:0]\n-D INPUT -j KIPVS-OLD\n"
                                                           "-X KIPVS-OLD\nCOMMIT\n")
     kipvs("cleanup", "-q")
     return row
@@ -100,7 +102,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,5000", help="small,large numbers of ClusterIP Services")
     parser.add_argument("--count", type=int, default=200, help="pings per address and configuration")
+    parser.add_argument("--backend", choices=("legacy", "nft"), default="legacy",
+                        help="iptables backend (nft needs the QEMU lab flavour)")
     args = parser.parse_args()
+    global BACKEND
+    BACKEND = args.backend
     if os.environ.get("KIPVS_LAB_GUEST") != "1":
         sys.exit("bench_datapath.py programs a kernel: run it inside the lab guest (scripts/lab)")
     small, large = (int(n) for n in args.sizes.split(","))
@@ -111,7 +117,7 @@ def main() -> None:
             rows = {n: measure(n, args.count, Path(folder)) for n in (small, large)}
     finally:
         teardown()
-    print(f"data path (UML guest, legacy backend): ping RTT from a client, {args.count} pings each, "
+    print(f"data path ({BACKEND} backend, {os.uname().release}): ping RTT from a client, {args.count} pings each, "
           f"{small} vs {large} ClusterIP Services; goal: large/small <= {GOAL}x with kipvs's rules")
     print(f"{'rules':<10} {'target':<9} {'min ms ' + str(small):>11} {'min ms ' + str(large):>11} {'ratio':>7}   "
           f"{'avg ms ' + str(small):>11} {'avg ms ' + str(large):>11} {'ratio':>7}   rules on the path")

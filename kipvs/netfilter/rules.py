@@ -110,6 +110,7 @@ class _Builder:
         self.options = options
         self.random = " --random-fully" if random_fully else ""
         self.problems: list[Problem] = []
+        self.ips: dict[str, object] = {}  # each address parsed once (a node IP serves every NodePort)
         self.pod_cidrs = node_pod_cidrs(find_node(snapshot.nodes, node_name), self.problems)
         # Only what netfilter asks about is parsed (50,000 Services were parsed a second time per sync):
         # a Service's policy when one of its virtual servers is asked about, source ranges of LoadBalancers.
@@ -165,16 +166,22 @@ class _Builder:
                 "ClusterIPs cannot be told from other traffic and none of it is SNATed (set --cluster-cidr, "
                 "--detect-local-mode, or --masquerade-all)"]
 
+    def ip(self, text: str):
+        found = self.ips.get(text)
+        if found is None:
+            found = self.ips[text] = ipaddress.ip_address(text)
+        return found
+
     def servers(self, family: int) -> list:
         return [vs for vs in self.desired.virtual_servers if vs.protocol != "fwmark" and known_family(vs.ip) == family]
 
     def set_members(self, family: int, servers: list) -> SetContents:
-        addresses = {ipaddress.ip_address(a) for a in self.desired.addresses if known_family(a) == family}
+        addresses = {self.ip(a) for a in self.desired.addresses if known_family(a) == family}
         found: dict[str, set[str]] = {base: set() for base in sets.KINDS}
         found[sets.SERVICE_IPS] = {sets.address(a) for a in addresses}
         local = self.desired.local_backends
         for vs in servers:
-            ip = ipaddress.ip_address(vs.ip)
+            ip = self.ip(vs.ip)
             member = sets.ip_port(ip, vs.protocol, vs.port)
             origin = self.desired.origins.get(vs.key)
             if origin is None or origin.kind == "ClusterIP":
@@ -194,7 +201,7 @@ class _Builder:
             if local:
                 for rs in vs.real_servers:
                     if rs.key in local:
-                        endpoint = sets.address(ipaddress.ip_address(rs.ip))
+                        endpoint = sets.address(self.ip(rs.ip))
                         found[sets.HAIRPIN].add(f"{endpoint},{sets.port(vs.protocol, rs.port)},{endpoint}")
         return SetContents(family, {base: frozenset(members) for base, members in found.items()})
 
