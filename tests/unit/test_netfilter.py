@@ -497,3 +497,13 @@ def test_watch_detects_the_backend_once_then_reads_only_that_backend():
     runner.reads.clear()
     watcher.sync(full=True)
     assert "iptables-legacy-save" in runner.reads and not any("nft" in read for read in runner.reads)
+
+
+def test_local_traffic_options_refuse_what_cannot_go_into_a_rule():
+    from kipvs.config import parse_detect_local_mode, parse_pod_interface
+    assert parse_detect_local_mode("BridgeInterface") == "BridgeInterface"
+    with pytest.raises(ConfigError, match="--detect-local-mode 'LocalCIDR': expected one of auto, ClusterCIDR"):
+        parse_detect_local_mode("LocalCIDR")
+    assert parse_pod_interface("cali", "--pod-interface-name-prefix") == "cali"
+    with pytest.raises(ConfigError, match="--pod-bridge-interface 'br0 -j ACCEPT'"):
+        parse_pod_interface("br0 -j ACCEPT", "--pod-bridge-interface")
