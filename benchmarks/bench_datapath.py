@@ -30,7 +30,10 @@ BACKEND = "legacy"
 
 
 def sh(*argv: str, stdin: str | None = None) -> str:
-    return subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True).stdout
+    proc = subprocess.run(argv, input=stdin, text=True, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def in_node(*argv: str, stdin: str | None = None) -> str:
@@ -40,11 +43,11 @@ def in_node(*argv: str, stdin: str | None = None) -> str:
 def setup() -> None:
     sh("ip", "netns", "add", NODE)
     sh("ip", "netns", "add", CLIENT)
-    sh("ip", "-batch", "-", stdin="\n".join([
-        "link add dp-n type veth peer name dp-c", f"link set dp-n netns {NODE}", f"link set dp-c netns {CLIENT}",
-        f"-n {NODE} link set lo up", f"-n {NODE} link set dp-n up", f"-n {NODE} addr add {NODE_IP}/24 dev dp-n",
-        f"-n {CLIENT} link set lo up", f"-n {CLIENT} link set dp-c up",
-        f"-n {CLIENT} addr add {CLIENT_IP}/24 dev dp-c", f"-n {CLIENT} route add 10.96.0.0/12 via {NODE_IP}"]) + "\n")
+    sh("ip", "-batch", "-", stdin="link add dp-n type veth peer name dp-c\n"
+                                  f"link set dp-n netns {NODE}\nlink set dp-c netns {CLIENT}\n")
+    sh("ip", "-n", NODE, "-batch", "-", stdin=f"link set lo up\nlink set dp-n up\naddr add {NODE_IP}/24 dev dp-n\n")
+    sh("ip", "-n", CLIENT, "-batch", "-", stdin=f"link set lo up\nlink set dp-c up\n"
+                                                f"addr add {CLIENT_IP}/24 dev dp-c\nroute add 10.96.0.0/12 via {NODE_IP}\n")
 
 
 def teardown() -> None:
@@ -53,7 +56,7 @@ def teardown() -> None:
 
 
 def kipvs(*args: str) -> None:
-    in_node(sys.executable, "-m", "kipvs", *args)
+    in_node(sys.executable, "-m", "kipvs", "-q", *args)
 
 
 def rtt(address: str, count: int) -> tuple[float, float]:
@@ -84,7 +87,7 @@ def old_rule_list(services: int) -> str:
 def measure(services: int, count: int, folder: Path) -> dict:
     path = folder / f"cluster-{services}.json"
     path.write_text(json.dumps({"kind": "List", "apiVersion": "v1", "items": objects(services, 1, node_ports=False)}))
-    kipvs("sync", "-q", "-f", str(path), "--node-name", NODE_NAME, "--iptables-mode", BACKEND)
+    kipvs("sync", "-f", str(path), "--node-name", NODE_NAME, "--iptables-mode", BACKEND)
     vip = cluster_ip(services - 1)
     row = {"kipvs": (rtt(NODE_IP, count), rtt(vip, count), path_rules())}
     in_node(sys.executable, "-c", "from kipvs.netfilter.sync import cleanup_netfilter; from kipvs.runner import "
@@ -94,7 +97,7 @@ def measure(services: int, count: int, folder: Path) -> dict:
     row["old list"] = (rtt(NODE_IP, count), rtt(vip, count), path_rules())
     in_node(f"iptables-{BACKEND}-restore", "--noflush", stdin="*filter\n:KIPVS-OLD - [0:0]\n-D INPUT -j KIPVS-OLD\n"
                                                           "-X KIPVS-OLD\nCOMMIT\n")
-    kipvs("cleanup", "-q")
+    kipvs("cleanup")
     return row
 
 
@@ -111,8 +114,8 @@ def main() -> None:
         sys.exit("bench_datapath.py programs a kernel: run it inside the lab guest (scripts/lab)")
     small, large = (int(n) for n in args.sizes.split(","))
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
-    setup()
     try:
+        setup()
         with tempfile.TemporaryDirectory() as folder:
             rows = {n: measure(n, args.count, Path(folder)) for n in (small, large)}
     finally:
