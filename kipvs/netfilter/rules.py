@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from kipvs.addresses import address_token, network_token
 from kipvs.cluster import Problem, find_node, load_balancer_source_ranges, node_pod_cidrs, service_key, service_spec
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
@@ -143,9 +144,9 @@ class _Builder:
         RETURN rule; None when the detector has nothing to go on."""
         mode = self.local_mode()
         if mode == "ClusterCIDR":
-            return [f"-s {n}" for n in _of(self.options.cluster_cidrs, family)] or None
+            return [f"-s {network_token(n)}" for n in _of(self.options.cluster_cidrs, family)] or None
         if mode == "NodeCIDR":
-            return [f"-s {n}" for n in _of(self.pod_cidrs, family)] or None
+            return [f"-s {network_token(n)}" for n in _of(self.pod_cidrs, family)] or None
         if mode == "BridgeInterface":
             return [f"-i {self.options.pod_bridge_interface}"] if self.options.pod_bridge_interface else None
         prefix = self.options.pod_interface_name_prefix
@@ -220,7 +221,8 @@ class _Builder:
         return (f"{_match(sets.HAIRPIN, family, 'dst,dst,src')} -j MASQUERADE{self.random}",
                 f"-m mark ! --mark {MASQ_MARK:#x}/{MASQ_MARK:#x} -j RETURN",
                 f"-j MARK --set-xmark 0x0/{MASQ_MARK:#x}",  # the mark means nothing past this point
-                f"-j SNAT --to-source {node_ip}{self.random}" if node_ip else f"-j MASQUERADE{self.random}")
+                f"-j SNAT --to-source {address_token(node_ip)}{self.random}" if node_ip else
+                f"-j MASQUERADE{self.random}")
 
     def source_range_rules(self, family: int) -> list[str]:
         return [f"{_match(sets.RANGED_SOURCES, family, 'dst,dst,src')} -j RETURN",
@@ -261,7 +263,7 @@ class _Builder:
             states[key] = ServiceNetfilter(
                 masquerade=f"{cluster_ip}, {external}",
                 hairpin="on", firewall="on" if self.options.firewall else "off (--ipvs-permit-all)",
-                source_ranges=tuple(str(n) for n in ranges))
+                source_ranges=tuple(network_token(n) for n in ranges))
         return states
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from kipvs.addresses import address_token, network_token
+
 PREFIX = "KIPVS-"  # chains and sets of this name are kipvs's
 
 # Short names: ipset's limit is 31 characters; the IPv6 twin ends in "6".
@@ -41,7 +43,7 @@ def create_line(base: str, family: int) -> str:
 
 
 def address(ip: Address) -> str:
-    return str(ip)  # ipaddress prints the compressed lower-case form, as ipset does
+    return address_token(ip.compressed)  # inet_ntop's form, as ipset prints it; no scope id survives
 
 
 def port(protocol: str, number: int) -> str:
@@ -56,8 +58,8 @@ def network(net: Network) -> list[str]:
     if net.prefixlen == 0:
         return [m for half in net.subnets(prefixlen_diff=1) for m in network(half)]
     if net.prefixlen == net.max_prefixlen:
-        return [str(net.network_address)]
-    return [str(net)]
+        return [address_token(net.network_address.compressed)]
+    return [network_token(net)]
 
 
 def ip_port(ip: Address, protocol: str, number: int) -> str:

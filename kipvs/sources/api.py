@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from kipvs.errors import ClusterUnavailable
@@ -12,9 +13,32 @@ log = logging.getLogger("kipvs.api")
 PAGE_SIZE = 500
 
 
+# A kubeconfig with its certificates inlined is a few hundred KB; beyond this it is not one.
+KUBECONFIG_MAX_BYTES = 16 << 20
+
+
+def check_kubeconfig(kubeconfig: str | None) -> None:
+    """Each file the client would read (KUBECONFIG may list several, ':'-separated; ~/.kube/config by
+    default) is a regular file within the bound: the client reads them whole and would block on a FIFO.
+    Missing files are the client's to report (it skips them in a list)."""
+    from kipvs.bounded_read import NotReadable, read_regular
+
+    paths = kubeconfig.split(os.pathsep) if kubeconfig else [os.path.expanduser("~/.kube/config")]
+    for path in filter(None, paths):
+        try:
+            read_regular(os.path.expanduser(path), KUBECONFIG_MAX_BYTES)
+        except FileNotFoundError:
+            continue
+        except NotReadable as exc:
+            raise ClusterUnavailable(f"kubeconfig {path}: {exc}") from None
+        except OSError as exc:
+            raise ClusterUnavailable(f"kubeconfig {path}: {exc.strerror or exc}") from None
+
+
 def load_client_config(kubeconfig: str | None):
     """In-cluster config when running in a pod (and no kubeconfig given), else kubeconfig."""
     from kubernetes import client, config
+    from yaml import YAMLError
 
     configuration = client.Configuration()
     # urllib3 would retry a silent server 3 more times per request; kipvs's own deadline and the
@@ -27,19 +51,24 @@ def load_client_config(kubeconfig: str | None):
                 return client.ApiClient(configuration)
             except config.ConfigException:
                 pass
+        check_kubeconfig(kubeconfig)
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         return client.ApiClient(configuration)
-    except (config.ConfigException, OSError, TypeError) as exc:
-        raise ClusterUnavailable(f"no usable Kubernetes client configuration: {exc}") from None
+    except (config.ConfigException, OSError, TypeError, ValueError, YAMLError, RecursionError) as exc:
+        # ValueError: YAML the client's loader cannot build (a 5,000-digit number, 2023-02-30)
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise ClusterUnavailable(f"no usable Kubernetes client configuration: {why}") from None
 
 
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,
              gone: type[Exception] | None = None, deadline: float | None = None,
-             **selectors) -> tuple[list[dict], str]:
+             first_page: dict | None = None, **selectors) -> tuple[list[dict], str]:
     """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion).
 
     A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists.
-    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call."""
+    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call;
+    `first_page` too, but only to the first (resourceVersion and its match: the server refuses them
+    beside a continue token, which carries the version of the first page)."""
     from kubernetes.client.exceptions import ApiException
 
     items: list[dict] = []
@@ -53,6 +82,8 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
         kwargs = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": timeout, **selectors}
         if token:
             kwargs["_continue"] = token
+        else:
+            kwargs.update(first_page or {})
         try:
             response = list_call(**kwargs)
         except ApiException as exc:
