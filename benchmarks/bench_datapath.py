@@ -46,8 +46,8 @@ def setup() -> None:
     sh("ip", "-batch", "-", stdin="link add dp-n type veth peer name dp-c\n"
                                   f"link set dp-n netns {NODE}\nlink set dp-c netns {CLIENT}\n")
     sh("ip", "-n", NODE, "-batch", "-", stdin=f"link set lo up\nlink set dp-n up\naddr add {NODE_IP}/24 dev dp-n\n")
-    sh("ip", "-n", CLIENT, "-batch", "-", stdin=f"link set lo up\nlink set dp-c up\n"
-                                                f"addr add {CLIENT_IP}/24 dev dp-c\nroute add 10.96.0.0/12 via {NODE_IP}\n")
+    sh("ip", "-n", CLIENT, "-batch", "-", stdin=f"link set lo up\nlink set dp-c up\naddr add {CLIENT_IP}/24 dev dp-c\n"
+                                                f"route add 10.96.0.0/12 via {NODE_IP}\n")
 
 
 def teardown() -> None:
