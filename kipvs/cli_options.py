@@ -19,9 +19,9 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from kipvs.config import (NetfilterOptions, ProxyOptions, RunOptions, SourceOptions, WatchRequest, check_lock_file,
-                          parse_bool, parse_cidrs, parse_duration, parse_interface, parse_iptables_mode, parse_master,
-                          parse_node_ips, parse_node_name, parse_nodeport_addresses, parse_port_range, parse_scheduler,
-                          parse_seconds, parse_timeout)
+                          parse_bool, parse_cidrs, parse_detect_local_mode, parse_duration, parse_interface,
+                          parse_iptables_mode, parse_master, parse_node_ips, parse_node_name, parse_nodeport_addresses,
+                          parse_pod_interface, parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
 from kipvs import config_file
 from kipvs.environment import Environment
 from kipvs.lock import DEFAULT_DRAIN_RECORD, DEFAULT_LOCK_FILE
@@ -160,6 +160,18 @@ PROXY = Group("options", (
         None, "--cluster-cidr", envvar="KIPVS_CLUSTER_CIDR",
         help="The cluster's pod CIDRs (repeatable; kube-proxy's flag): IPVS traffic from outside them is "
              "SNATed to the node IP. Default: this Node's spec.podCIDRs.")),
+    Param("detect_local_mode", str, _option(
+        "auto", "--detect-local-mode", envvar="KIPVS_DETECT_LOCAL_MODE",
+        help="How pod traffic is told apart (kube-proxy's flag): ClusterCIDR, NodeCIDR, BridgeInterface, "
+             "InterfaceNamePrefix, or auto (ClusterCIDR with --cluster-cidr, else NodeCIDR). Pod traffic to a "
+             "ClusterIP keeps its source; other ClusterIP traffic is SNATed.")),
+    Param("pod_bridge_interface", str, _option(
+        "", "--pod-bridge-interface", envvar="KIPVS_POD_BRIDGE_INTERFACE",
+        help="The bridge pods' traffic comes in on (--detect-local-mode BridgeInterface).")),
+    Param("pod_interface_name_prefix", str, _option(
+        "", "--pod-interface-name-prefix", envvar="KIPVS_POD_INTERFACE_NAME_PREFIX",
+        help="The name prefix of the interfaces pods' traffic comes in on (--detect-local-mode "
+             "InterfaceNamePrefix).")),
     Param("ipvs_permit_all", str, bool_option(
         False, "--ipvs-permit-all", envvar="KIPVS_IPVS_PERMIT_ALL",
         help="Accept every port on service addresses: turns off the firewall that rejects ports that are "
@@ -208,7 +220,11 @@ PROXY = Group("options", (
     netfilter=NetfilterOptions(
         mode=parse_iptables_mode(v.get("iptables_mode", "auto")), masquerade_all=flag(v.get("masquerade_all", False), "--masquerade-all"),
         cluster_cidrs=parse_cidrs(v.get("cluster_cidr") or [], "--cluster-cidr"),
-        firewall=not flag(v.get("ipvs_permit_all", False), "--ipvs-permit-all")),
+        firewall=not flag(v.get("ipvs_permit_all", False), "--ipvs-permit-all"),
+        detect_local_mode=parse_detect_local_mode(v.get("detect_local_mode", "auto")),
+        pod_bridge_interface=parse_pod_interface(v.get("pod_bridge_interface", ""), "--pod-bridge-interface"),
+        pod_interface_name_prefix=parse_pod_interface(v.get("pod_interface_name_prefix", ""),
+                                                      "--pod-interface-name-prefix")),
     graceful_termination=flag(v.get("ipvs_graceful_termination", True), "--ipvs-graceful-termination"),
     graceful_period=parse_duration(v.get("ipvs_graceful_period", "30s"), "--ipvs-graceful-period"),
     drain_record=v.get("drain_record", DEFAULT_DRAIN_RECORD),

@@ -31,6 +31,27 @@ class NetfilterOptions:
     masquerade_all: bool = False            # kube-router's --masquerade-all: SNAT all IPVS-NAT traffic
     cluster_cidrs: tuple[Network, ...] = ()  # kube-proxy's --cluster-cidr: traffic from these is not SNATed
     firewall: bool = True                   # reject what is not a Service port on service addresses
+    # kube-proxy's local-traffic detector: which ClusterIP traffic comes from pods (not SNATed). auto:
+    # ClusterCIDR with --cluster-cidr, else NodeCIDR (the Node's spec.podCIDRs).
+    detect_local_mode: str = "auto"
+    pod_bridge_interface: str = ""          # BridgeInterface: pods' traffic comes in on this bridge
+    pod_interface_name_prefix: str = ""     # InterfaceNamePrefix: ... on interfaces named this*
+
+
+DETECT_LOCAL_MODES = ("auto", "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
+
+
+def parse_detect_local_mode(value: str) -> str:
+    if value not in DETECT_LOCAL_MODES:
+        raise ConfigError(f"--detect-local-mode {value!r}: expected one of {', '.join(DETECT_LOCAL_MODES)}")
+    return value
+
+
+def parse_pod_interface(value: str, option: str) -> str:
+    """An interface name (or name prefix) that goes into an iptables rule: empty, or [A-Za-z0-9_.-]{1,15}."""
+    if value and (not INTERFACE_NAME.fullmatch(value) or value in (".", "..")):
+        raise ConfigError(f"{option} {value!r}: expected 1-15 characters of A-Z a-z 0-9 _ . -")
+    return value
 
 
 def parse_iptables_mode(value: str) -> str:

@@ -227,9 +227,9 @@ class _Expander:
         usable = self.index.endpoints(service.namespace, service.name, port.name, protocol, family)
         if local_only:
             usable = [(e, n) for e, n in usable if e.node == node_name]
-        else:
-            usable = self.nearby(service, usable)
-        chosen, held = select(usable)
+            chosen, held = select(usable)
+        else:  # hints pick who gets new connections; they never end a drain (kubernetes #114215)
+            chosen, held = select(self.nearby(service, usable), usable)
         if self.keep_backends:
             self.backends.update(((e.ip, n), e) for e, n in chosen + held)
         self.local_backends.update((e.ip, n) for e, n in (chosen + held if held else chosen) if e.node == node_name)

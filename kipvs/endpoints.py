@@ -15,11 +15,15 @@ class Selection(NamedTuple):
     held: list[tuple[Endpoint, int]]    # still listed but not chosen: drain (weight 0) while connected
 
 
-def select(candidates: Sequence[tuple[Endpoint, int]]) -> Selection:
+def select(candidates: Sequence[tuple[Endpoint, int]],
+           listed: Sequence[tuple[Endpoint, int]] | None = None) -> Selection:
     """Ready endpoints; only when there are none, those still serving while terminating (kube-proxy).
-    Every other listed endpoint is held: its pod may still answer the connections it has."""
+    Every other listed endpoint is held: its pod may still answer the connections it has. `listed`:
+    every endpoint still in the slice when a filter (topology hints) narrowed `candidates`: one the
+    filter left out drains as if there were no hints, it has not left the slice."""
     chosen = [c for c in candidates if c[0].ready] or [c for c in candidates if c[0].serving]
-    if len(chosen) == len(candidates):
+    listed = candidates if listed is None else listed
+    if len(chosen) == len(listed):
         return Selection(chosen, [])
     picked = {(e.ip, n) for e, n in chosen}
-    return Selection(chosen, [(e, n) for e, n in candidates if (e.ip, n) not in picked])
+    return Selection(chosen, [(e, n) for e, n in listed if (e.ip, n) not in picked])

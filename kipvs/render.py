@@ -62,6 +62,11 @@ def show_view(report: dict) -> Group:
         parts.append(Text(f"netfilter: iptables {netfilter['backend']} backend" if netfilter["backend"] else
                           f"netfilter: unavailable: {netfilter['unavailable']}",
                           style="dim" if netfilter["backend"] else "yellow"))
+        if netfilter.get("sets"):
+            parts.append(Text("ipsets: " + ", ".join(f"{name} {size}" for name, size in netfilter["sets"].items()),
+                              style="dim"))
+        for warning in netfilter.get("warnings", ()):
+            parts.append(Text(f"netfilter: {warning}", style="yellow"))
         for chain in netfilter["leftovers"]:
             parts.append(Text(f"left over by another service proxy: {chain}", style="yellow"))
     drift = report["drift"]

@@ -26,7 +26,7 @@ log = logging.getLogger("kipvs.runner")
 
 DEFAULT_TIMEOUT = 60.0
 SMALL_FILE_BYTES = 1 << 20
-PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm"}
+PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm", "ipset": "ipset"}
 PACKAGE_OF.update({f"{c}-{b}-{op}": "iptables" for c in ("iptables", "ip6tables") for b in ("legacy", "nft")
                    for op in ("save", "restore")})
 

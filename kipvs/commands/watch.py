@@ -218,8 +218,8 @@ class Watcher:
             return True
         ours = self.state.local_backends
 
-        def local(servers) -> set[str]:
-            return {rs.ip for vs in servers for rs in vs.real_servers if rs.key in ours}
+        def local(servers) -> set[tuple]:  # the hairpin set's members: endpoint, protocol, port
+            return {(vs.protocol, rs.ip, rs.port) for vs in servers for rs in vs.real_servers if rs.key in ours}
         return local(wanted.virtual_servers) != local(view.rules)
 
     def _track_drains(self, result: SyncResult, change: Change | None) -> None:

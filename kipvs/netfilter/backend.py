@@ -5,10 +5,15 @@ whose kernel side is absent is never chosen."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+
+import os
+import re
 
 from kipvs.errors import KipvsError
 from kipvs.facts.iptables import Table, parse_save, rule_count
+from kipvs.facts.ipset import IpSet, parse_ipset_save
+from kipvs.netfilter.sets import PREFIX
 from kipvs.runner import Runner
 
 log = logging.getLogger("kipvs.netfilter")
@@ -36,6 +41,29 @@ def restore_tool(backend: str, family: int) -> str:
 class NetfilterFacts:
     backend: str
     tables: dict[int, dict[str, Table]]  # family -> table name -> Table
+    sets: dict[str, IpSet] = field(default_factory=dict)  # kipvs's own (KIPVS-*)
+    set_names: tuple[str, ...] = ()                       # every set on the node (for leftovers)
+    random_fully: bool = True
+
+
+def random_fully_supported(release: str) -> bool:
+    """SNAT/MASQUERADE --random-fully: the kernel has it from 3.13; the iptables side from 1.6.2, older
+    than the -legacy/-nft tool names kipvs runs (1.8.0), so only the kernel can lack it."""
+    found = re.match(r"(\d+)\.(\d+)", release)
+    return bool(found) and (int(found[1]), int(found[2])) >= (3, 13)
+
+
+def read_sets(runner: Runner) -> tuple[dict[str, IpSet], tuple[str, ...]]:
+    try:
+        owned, names = parse_ipset_save(runner.run(["ipset", "save"]), PREFIX)
+    except KipvsError as exc:
+        raise NetfilterUnavailable(f"ipset: {exc}") from None
+    return owned, tuple(names)
+
+
+def with_sets(runner: Runner, backend: str, tables: dict[int, dict[str, Table]]) -> NetfilterFacts:
+    owned, names = read_sets(runner)
+    return NetfilterFacts(backend, tables, owned, names, random_fully_supported(os.uname().release))
 
 
 def read_saves(runner: Runner, backend: str, families: tuple[int, ...] = (4, 6)) -> dict[int, str]:
@@ -43,14 +71,18 @@ def read_saves(runner: Runner, backend: str, families: tuple[int, ...] = (4, 6))
 
 
 def read_facts(runner: Runner, backend: str) -> NetfilterFacts:
-    return NetfilterFacts(backend, {f: parse_save(text) for f, text in read_saves(runner, backend).items()})
+    return with_sets(runner, backend, {f: parse_save(text) for f, text in read_saves(runner, backend).items()})
 
 
-def reread_facts(runner: Runner, before: NetfilterFacts, families: set[int]) -> NetfilterFacts:
-    """`before` with the tables of `families` read again (what a restore of those families changed)."""
+def reread_facts(runner: Runner, before: NetfilterFacts, families: set[int], sets: bool) -> NetfilterFacts:
+    """`before` with the tables of `families` (and the sets) read again: what the restores changed."""
     tables = dict(before.tables)
-    tables.update({f: parse_save(text) for f, text in read_saves(runner, before.backend, tuple(sorted(families))).items()})
-    return NetfilterFacts(before.backend, tables)
+    saves = read_saves(runner, before.backend, tuple(sorted(families)))
+    tables.update({f: parse_save(text) for f, text in saves.items()})
+    if not sets:
+        return replace(before, tables=tables)
+    owned, names = read_sets(runner)
+    return replace(before, tables=tables, sets=owned, set_names=names)
 
 
 def _writable(runner: Runner, backend: str) -> bool:
@@ -80,6 +112,6 @@ def detect(runner: Runner, mode: str, probe: bool = True) -> NetfilterFacts:
     probe = probe and not runner.dry_run
     for backend in sorted(saves, key=lambda b: (-counts[b], BACKENDS.index(b))):
         if counts[backend] > 0 or not probe or _writable(runner, backend):
-            return NetfilterFacts(backend, {f: parse_save(t) for f, t in saves[backend].items()})
+            return with_sets(runner, backend, {f: parse_save(t) for f, t in saves[backend].items()})
         reasons.append(f"{backend}: the kernel refused a write")
     raise NetfilterUnavailable("no usable iptables backend (" + "; ".join(reasons) + ")")

@@ -23,6 +23,9 @@ def leftovers(facts: NetfilterFacts) -> list[str]:
                     "kube-proxy" if chain.startswith(KUBE_PROXY) else None
                 if owner:
                     found.append(f"IPv{family} {name} {chain} ({owner})")
+    kube_router = set(kube_router_sets(list(facts.set_names)))
+    found += [f"ipset {name} (kube-router)" if name in kube_router else f"ipset {name} (kube-proxy)"
+              for name in facts.set_names if name in kube_router or name.startswith(KUBE_PROXY_SETS)]
     return found
 
 
@@ -30,6 +33,7 @@ def leftovers(facts: NetfilterFacts) -> list[str]:
 # ensureMasqueradeIptablesRule, syncHairpinIptablesRules): its chains, the jumps into them, its
 # IPVS SNAT rules in nat POSTROUTING, and its ipsets (IPv6 ones prefixed inet6:).
 KUBE_ROUTER_SETS = ("kube-router-local-ips", "kube-router-svip", "kube-router-svip-prt")
+KUBE_PROXY_SETS = ("KUBE-",)  # IPVS mode's KUBE-CLUSTER-IP, KUBE-LOOP-BACK, KUBE-NODE-PORT-TCP, ...
 KUBE_ROUTER_SNAT = "-m ipvs --vdir ORIGINAL --vmethod MASQ"
 
 

@@ -10,11 +10,12 @@ from kipvs.config import NetfilterOptions
 from kipvs.desired import Desired
 from kipvs.netfilter.backend import (NetfilterFacts, NetfilterUnavailable, detect, read_facts, reread_facts,
                                      restore_tool)
-from kipvs.errors import ConfigError, ToolMissing
+from kipvs.errors import ConfigError
 from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
 from kipvs.netfilter.plan import owned
 from kipvs.netfilter.plan import restore_lines
 from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
+from kipvs.netfilter.setplan import set_lines
 from kipvs.runner import Batch, Runner
 from kipvs.sources import Snapshot
 
@@ -28,16 +29,21 @@ class NetfilterOutcome:
     counts: Counter = field(default_factory=Counter)
     remaining: list[str] = field(default_factory=list)
     problems: tuple[Problem, ...] = ()
+    warnings: tuple[str, ...] = ()
     unavailable: str | None = None
 
 
 def plan_batches(rulesets: dict[int, Ruleset], facts: NetfilterFacts, counts: Counter) -> list[Batch]:
-    batches = []
+    """One `ipset restore` (sets and members, before the rules that use them), one restore per family
+    (all its tables), and, only when a set is no longer used, its destruction after the rules."""
+    wanted = [r.sets for _, r in sorted(rulesets.items()) if r.sets is not None]
+    fill, destroy = set_lines(wanted, facts.sets, counts)
+    batches = [Batch("ipset", tuple(fill))] if fill else []
     for family in (4, 6):
         lines = restore_lines(rulesets.get(family, Ruleset()), facts.tables.get(family, {}), counts)
         if lines:
             batches.append(Batch(restore_tool(facts.backend, family), tuple(lines)))
-    return batches
+    return batches + ([Batch("ipset", tuple(destroy))] if destroy else [])
 
 
 def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: NetfilterFacts,
@@ -48,21 +54,25 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
     if outcome.batches and not runner.dry_run:
         # restore is all-or-nothing per table, yet only reading back proves the rules are there; a
         # family nothing was written to is as it was read.
-        written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches}
-        again = plan_batches(rulesets, reread_facts(runner, facts, written), Counter())
+        written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches if batch.tool != "ipset"}
+        sets = any(batch.tool == "ipset" for batch in outcome.batches)
+        again = plan_batches(rulesets, reread_facts(runner, facts, written, sets), Counter())
         outcome.remaining = [line for batch in again for line in batch.command_lines()]
 
 
 def sync_netfilter(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,
                    options: NetfilterOptions) -> NetfilterOutcome:
-    want = build_netfilter(desired, snapshot, node_name, options, per_service=False)
-    outcome = NetfilterOutcome(problems=want.problems)
     try:
         facts = detect(runner, options.mode)
     except NetfilterUnavailable as exc:
         log.error("netfilter rules (masquerade, hairpin, firewall) not written: %s", exc)
-        outcome.unavailable = str(exc)
-        return outcome
+        want = build_netfilter(desired, snapshot, node_name, options, per_service=False)
+        return NetfilterOutcome(problems=want.problems, unavailable=str(exc))
+    want = build_netfilter(desired, snapshot, node_name, options, per_service=False,
+                           random_fully=facts.random_fully)
+    for warning in want.warnings:
+        log.warning("%s", warning)
+    outcome = NetfilterOutcome(problems=want.problems, warnings=want.warnings)
     _apply_verified(runner, want.rulesets, facts, outcome)
     return outcome
 
@@ -81,13 +91,16 @@ def cleanup_netfilter(runner: Runner, mode: str) -> NetfilterOutcome:
 def netfilter_report(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,
                      options: NetfilterOptions) -> tuple[dict, DesiredNetfilter]:
     """What `show` says about netfilter: backend, drift as the restore input a sync would write, leftovers."""
-    want = build_netfilter(desired, snapshot, node_name, options)
     try:
         facts = detect(runner, options.mode, probe=False)  # show never writes, not even a probe
     except NetfilterUnavailable as exc:
-        return {"backend": None, "unavailable": str(exc), "commands": [], "leftovers": []}, want
+        return {"backend": None, "unavailable": str(exc), "commands": [], "leftovers": [], "sets": {}}, \
+            build_netfilter(desired, snapshot, node_name, options)
+    want = build_netfilter(desired, snapshot, node_name, options, random_fully=facts.random_fully)
     lines = [line for batch in plan_batches(want.rulesets, facts, Counter()) for line in batch.command_lines()]
-    return {"backend": facts.backend, "unavailable": None, "commands": lines, "leftovers": leftovers(facts)}, want
+    sizes = {name: len(s.members) for name, s in sorted(facts.sets.items())}
+    return {"backend": facts.backend, "unavailable": None, "commands": lines, "leftovers": leftovers(facts),
+            "sets": sizes, "warnings": list(want.warnings)}, want
 
 
 def _kube_router_batches(runner: Runner, facts: NetfilterFacts, counts: Counter) -> list[Batch]:
@@ -97,11 +110,7 @@ def _kube_router_batches(runner: Runner, facts: NetfilterFacts, counts: Counter)
         counts["kube-router rules and chains removed"] += sum(1 for line in lines if line[:2] in ("-D", "-X"))
         if lines:
             batches.append(Batch(restore_tool(facts.backend, family), tuple(lines)))
-    try:
-        names = runner.run(["ipset", "list", "-n"]).split()
-    except ToolMissing:
-        names = []
-    sets = kube_router_sets(names)
+    sets = kube_router_sets(list(facts.set_names))
     counts["kube-router ipsets removed"] += len(sets)
     if sets:  # after the rules that reference them
         batches.append(Batch("ipset", tuple(f"destroy {name}" for name in sets)))

@@ -76,3 +76,8 @@ def tables(node, family=4):
 
 def iptables(node, *args, family=4):
     node.run(f"{'ip6tables' if family == 6 else 'iptables'}-{backend(node)}", *args)
+
+
+def ipsets(node):
+    """The names of the sets in the node's namespace."""
+    return node.run("ipset", "list", "-n").stdout.split()

@@ -14,3 +14,4 @@ def test_lab_benchmark_runs_and_prints_its_table():
                 "kipvs one endpoint added (1 IPVS write)", "naive: one process per rule",
                 "netfilter: raw iptables-restore (its floor)", "netfilter: kipvs (detect+plan+apply+verify)"):
         assert row in text, text
+

@@ -161,14 +161,15 @@ def test_deleted_service_loses_its_virtual_server_address_and_route(lab, tmp_pat
         doc["items"] = [o for o in doc["items"] if o["metadata"]["name"] not in ("web-sticky", "web-sticky-abcde")]
     report = sync(node3, cluster_file=edited_example(tmp_path, delete_sticky))
     commands = report["commands"]
-    netfilter = next((i for i, line in enumerate(commands) if line.endswith("<<'EOF'")), len(commands))
+    netfilter = next((i for i, line in enumerate(commands) if line.startswith("ipset ") or line.endswith("<<'EOF'")),
+                     len(commands))
     assert commands[:netfilter] == [
         "ip addr del 10.254.0.30/32 dev kube-dummy-if",
         "ip route del local 10.254.0.30 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
         "ipvsadm -D -t 10.254.0.30:80"]
-    # Netfilter: only the service-address firewall chain is rewritten, without the deleted address.
-    assert ":KIPVS-INPUT - [0:0]" in commands[netfilter:] and "*nat" not in commands
-    assert not any("10.254.0.30" in line for line in commands[netfilter:])
+    # Netfilter: no rule is written; the deleted address and its ports leave kipvs's sets.
+    assert commands[netfilter:] and all(line.startswith("ipset del KIPVS-") for line in commands[netfilter:])
+    assert "ipset del KIPVS-SERVICE-IPS 10.254.0.30" in commands[netfilter:]
     assert not any("10.254.0.30" in line for line in node3.ipvs_rules())
     assert "10.254.0.30" not in node3.local_routes(4)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from kipvs.errors import ToolMissing
 from kipvs.runner import Batch, Result, Runner
 
-NETFILTER_TOOLS = ("iptables-", "ip6tables-")
+NETFILTER_TOOLS = ("iptables-", "ip6tables-", "ipset ")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

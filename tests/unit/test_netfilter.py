@@ -18,10 +18,12 @@ from kipvs.config import NetfilterOptions, ProxyOptions
 from kipvs.desired import build_desired
 from kipvs.errors import CommandFailed, ConfigError, ToolMissing
 from kipvs.facts.iptables import SaveFormatError, parse_save, rule_count, target_of
+from kipvs.facts.ipset import IpsetFormatError, parse_ipset_save
 from kipvs.netfilter.backend import NetfilterFacts, NetfilterUnavailable, detect
 from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
 from kipvs.netfilter.plan import restore_lines
-from kipvs.netfilter.rules import FILTER_CHAIN, NAT_CHAIN, build_netfilter
+from kipvs.netfilter.backend import random_fully_supported
+from kipvs.netfilter.rules import FILTER_CHAIN, MARK_CHAIN, NAT_CHAIN, build_netfilter
 from kipvs.netfilter.sync import plan_batches, remove_kube_router_leftovers
 from kipvs.runner import Batch, Runner
 from kipvs.sources import snapshot_from_objects
@@ -51,8 +53,13 @@ def kernel(family):
     return parse_save(SAVES[f"{'ip6' if family == 6 else 'ip'}tables-legacy-save"])
 
 
+def kernel_sets():
+    return parse_ipset_save(SAVES["ipset save"], "KIPVS-")
+
+
 def facts():
-    return NetfilterFacts("legacy", {4: kernel(4), 6: kernel(6)})
+    owned, names = kernel_sets()
+    return NetfilterFacts("legacy", {4: kernel(4), 6: kernel(6)}, owned, tuple(names))
 
 
 # --- the parser --------------------------------------------------------------
@@ -65,7 +72,7 @@ def test_parse_save_keeps_every_chain_and_rule_in_order():
         '-j KIPVS-POSTROUTING', "-s 10.99.0.0/16 -j MASQUERADE")
     assert filt.chain("USER-CHAIN") == () and "USER-CHAIN" in filt.policies
     assert filt.chain("INPUT")[1] == "-p tcp -m tcp --dport 9999 -j USER-CHAIN"
-    assert rule_count(SAVES["iptables-legacy-save"]) == 41  # 2 in INPUT, 30 in KIPVS-INPUT, 2 + 7 in nat
+    assert rule_count(SAVES["iptables-legacy-save"]) == 20  # 2 in INPUT, 5 in KIPVS-INPUT, 3 + 7 in nat, 1 + 2 in mangle
     assert parse_save(SAVES["iptables-nft-save"]) == {}
 
 
@@ -83,50 +90,107 @@ def test_parse_save_refuses_what_is_not_a_save(text):
 
 # --- desired rules -----------------------------------------------------------
 
-def test_desired_rules_are_exactly_what_the_kernel_printed_back():
+def test_desired_rules_and_set_members_are_exactly_what_the_kernel_printed_back():
     want = wanted()
+    owned, _ = kernel_sets()
     for family in (4, 6):
         tables = kernel(family)
         for (table, chain), rules in want.rulesets[family].chains.items():
             assert tables[table].chain(chain) == rules, (family, table, chain)
-    assert want.problems == ()
+        for name, base in want.rulesets[family].sets.names().items():
+            assert owned[name].members == want.rulesets[family].sets.members[base], name
+    assert want.problems == () and want.warnings == ()
 
 
-def test_converged_node_plans_nothing_and_the_empty_node_gets_chains_and_jumps():
+def test_ipset_save_parser_reads_kipvs_sets_and_names_every_set():
+    text = SAVES["ipset save"] + "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n" \
+        "add KUBE-CLUSTER-IP 10.96.0.1,tcp:443\n"
+    owned, names = parse_ipset_save(text, "KIPVS-")
+    assert "KUBE-CLUSTER-IP" in names and "KUBE-CLUSTER-IP" not in owned and len(owned) == 14
+    assert owned["KIPVS-RANGED-SOURCES"].kind == "hash:ip,port,net"
+    assert owned["KIPVS-HAIRPIN6"].family == "inet6"
+    assert owned["KIPVS-RANGED-SOURCES"].members == {"192.168.201.30,tcp:80,192.168.123.100"}
+    with pytest.raises(IpsetFormatError):
+        parse_ipset_save("bogus line\n")
+
+
+def test_the_rules_a_packet_meets_do_not_grow_with_services():
+    """1,000 more Services: the same rules, only more set members."""
+    items = copy.deepcopy(CAPTURE["cluster"]["items"])
+    for i in range(1000):
+        items.append({"kind": "Service", "metadata": {"name": f"many{i}", "namespace": "default"},
+                      "spec": {"type": "ClusterIP", "clusterIP": f"10.255.{i // 250}.{i % 250 + 1}",
+                               "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}})
+    small, large = wanted(), wanted(items)
+    for family in (4, 6):
+        assert small.rulesets[family].chains == large.rulesets[family].chains
+    assert len(large.rulesets[4].sets.members["SERVICE-IPS"]) == len(small.rulesets[4].sets.members["SERVICE-IPS"]) + 1000
+
+
+def test_a_new_service_adds_set_members_and_writes_no_rule():
+    items = copy.deepcopy(CAPTURE["cluster"]["items"])
+    items.append({"kind": "Service", "metadata": {"name": "new", "namespace": "default"},
+                  "spec": {"type": "ClusterIP", "clusterIP": "10.254.9.9", "ports": [{"name": "dns", "protocol": "UDP",
+                                                                                     "port": 53}]}})
+    counts = Counter()
+    batches = plan_batches(wanted(items).rulesets, facts(), counts)
+    assert [b.tool for b in batches] == ["ipset"]
+    assert batches[0].lines == ("add KIPVS-CLUSTER-IPS 10.254.9.9,udp:53", "add KIPVS-SERVICE-IPS 10.254.9.9",
+                                "add KIPVS-SERVICE-PORTS 10.254.9.9,udp:53")
+    assert counts == {"ipset members added": 3}
+
+
+def test_converged_node_plans_nothing_and_the_empty_node_gets_sets_chains_and_jumps():
     want = wanted()
     assert plan_batches(want.rulesets, facts(), Counter()) == []
     counts = Counter()
     batches = plan_batches(want.rulesets, NetfilterFacts("nft", {4: {}, 6: {}}), counts)
-    assert [b.tool for b in batches] == ["iptables-nft-restore", "ip6tables-nft-restore"]
-    lines = batches[0].lines
+    # One set restore (before the rules that use the sets), one restore per family.
+    assert [b.tool for b in batches] == ["ipset", "iptables-nft-restore", "ip6tables-nft-restore"]
+    assert batches[0].lines[0] == "create KIPVS-CLUSTER-IPS hash:ip,port family inet maxelem 1048576"
+    assert batches[0].command_lines()[0] == "ipset create KIPVS-CLUSTER-IPS hash:ip,port family inet maxelem 1048576"
+    lines = batches[1].lines
     assert lines[:3] == ("*filter", ":KIPVS-INPUT - [0:0]",
-                         '-I INPUT 1 -m comment --comment "kipvs: service address firewall" -j KIPVS-INPUT')
-    assert counts == {"netfilter chains written": 4, "netfilter jumps added": 4}
-    assert batches[0].command_lines()[0] == "iptables-nft-restore --noflush <<'EOF'"
-    assert batches[0].command_lines()[-1] == "EOF"
+                         '-I INPUT 1 -m comment --comment "kipvs: service address firewall" -m set --match-set '
+                         'KIPVS-SERVICE-IPS dst -j KIPVS-INPUT')
+    assert counts["netfilter chains written"] == 8 and counts["netfilter jumps added"] == 8
+    assert counts["ipsets created"] == 14
+    assert batches[1].command_lines()[0] == "iptables-nft-restore --noflush <<'EOF'"
+    assert batches[1].command_lines()[-1] == "EOF"
 
 
-def test_one_changed_service_rewrites_only_its_chain_and_never_a_users_rule():
+def test_one_changed_service_changes_set_members_only_and_never_a_users_rule():
     edited = copy.deepcopy(CAPTURE["cluster"]["items"])
     for item in edited:
         if item["kind"] == "Service" and item["metadata"]["name"] == "ext":
             item["spec"]["ports"][0]["port"] = 8081
-    lines = restore_lines(wanted(edited).rulesets[4], kernel(4), Counter())
-    assert lines[0] == "*filter" and lines[-1] == "COMMIT" and "*nat" not in lines
-    assert "-A KIPVS-INPUT -d 192.168.200.30/32 -p tcp -m tcp --dport 8081 -j RETURN" in lines
-    assert not any("USER-CHAIN" in line or "10.99.0.0" in line for line in lines)
+    batches = plan_batches(wanted(edited).rulesets, facts(), Counter())
+    assert [b.tool for b in batches] == ["ipset"]
+    assert set(batches[0].lines) == {
+        "add KIPVS-CLUSTER-IPS 10.254.1.3,tcp:8081", "del KIPVS-CLUSTER-IPS 10.254.1.3,tcp:80",
+        "add KIPVS-EXTERNAL 192.168.200.30,tcp:8081", "del KIPVS-EXTERNAL 192.168.200.30,tcp:80",
+        "add KIPVS-SERVICE-PORTS 10.254.1.3,tcp:8081", "del KIPVS-SERVICE-PORTS 10.254.1.3,tcp:80",
+        "add KIPVS-SERVICE-PORTS 192.168.200.30,tcp:8081", "del KIPVS-SERVICE-PORTS 192.168.200.30,tcp:80"}
 
 
-def test_nothing_wanted_removes_chains_and_jumps_only():
+def test_nothing_wanted_removes_chains_and_jumps_then_the_sets():
     counts = Counter()
     lines = restore_lines(wanted([]).rulesets[4], kernel(4), counts)
     assert lines == [
         "*filter", ":KIPVS-INPUT - [0:0]",
-        '-D INPUT -m comment --comment "kipvs: service address firewall" -j KIPVS-INPUT', "-X KIPVS-INPUT", "COMMIT",
-        "*nat", ":KIPVS-POSTROUTING - [0:0]",
+        '-D INPUT -m comment --comment "kipvs: service address firewall" -m set --match-set KIPVS-SERVICE-IPS dst '
+        '-j KIPVS-INPUT', "-X KIPVS-INPUT", "COMMIT",
+        "*mangle", ":KIPVS-OUTPUT - [0:0]",
+        '-D OUTPUT -m comment --comment "kipvs: source ranges for the node itself" -m set --match-set '
+        'KIPVS-RANGED-PORTS dst,dst -j KIPVS-OUTPUT', "-X KIPVS-OUTPUT", "COMMIT",
+        "*nat", ":KIPVS-POSTROUTING - [0:0]", ":KIPVS-SERVICES - [0:0]",
+        '-D PREROUTING -m comment --comment "kipvs: service traffic to SNAT" -j KIPVS-SERVICES',
         '-D POSTROUTING -m comment --comment "kipvs: masquerade and hairpin" -m ipvs --vdir ORIGINAL --vmethod MASQ '
-        '-j KIPVS-POSTROUTING', "-X KIPVS-POSTROUTING", "COMMIT"]
-    assert counts == {"netfilter chains removed": 2, "netfilter jumps removed": 2}
+        '-j KIPVS-POSTROUTING', "-X KIPVS-POSTROUTING", "-X KIPVS-SERVICES", "COMMIT"]
+    assert counts == {"netfilter chains removed": 4, "netfilter jumps removed": 4}
+    batches = plan_batches(wanted([]).rulesets, facts(), Counter())
+    assert [b.tool for b in batches] == ["iptables-legacy-restore", "ip6tables-legacy-restore", "ipset"]
+    assert len(batches[-1].lines) == 14 and all(line.startswith("destroy KIPVS-") for line in batches[-1].lines)
 
 
 def test_a_duplicated_jump_and_a_stray_kipvs_chain_are_removed():
@@ -140,26 +204,67 @@ def test_a_duplicated_jump_and_a_stray_kipvs_chain_are_removed():
                      '--vmethod MASQ -j KIPVS-POSTROUTING', "-X KIPVS-OLD", "COMMIT"]
 
 
-def test_masquerade_modes():
-    nat = lambda **o: wanted(**o).rulesets[4].chains[("nat", NAT_CHAIN)]  # noqa: E731
-    assert nat(masquerade_all=True)[-2:] == ("-m ipvs --vaddr 192.168.123.249 --vport 30101 -j RETURN",
-                                             "-j SNAT --to-source 192.168.123.249")
-    cluster = nat(cluster_cidrs=(ipaddress.ip_network("172.20.0.0/16"), ipaddress.ip_network("fd00:20::/48")))
-    assert cluster[-2:] == ("-s 172.20.0.0/16 -j RETURN", "-j SNAT --to-source 192.168.123.249")
+def test_masquerade_modes_mark_what_kube_proxy_masquerades():
+    mark = lambda **o: wanted(**o).rulesets[4].chains[("nat", MARK_CHAIN)]  # noqa: E731
+    external = "-m set --match-set KIPVS-EXTERNAL dst,dst -j MARK --set-xmark 0x4000/0x4000"
+    cluster_ip = "-m set --match-set KIPVS-CLUSTER-IPS dst,dst -j MARK --set-xmark 0x4000/0x4000"
+    # NodePort/external/LB traffic is marked before any local-traffic exception: a pod of another node too.
+    assert mark() == (external, "-s 172.20.3.0/24 -j RETURN", cluster_ip)
+    assert mark(masquerade_all=True) == (external, cluster_ip)
+    cidrs = (ipaddress.ip_network("172.20.0.0/16"), ipaddress.ip_network("fd00:20::/48"))
+    assert mark(cluster_cidrs=cidrs) == (external, "-s 172.20.0.0/16 -j RETURN", cluster_ip)
+    assert mark(detect_local_mode="NodeCIDR", cluster_cidrs=cidrs)[1] == "-s 172.20.3.0/24 -j RETURN"
+    assert mark(detect_local_mode="BridgeInterface", pod_bridge_interface="cbr0")[1] == "-i cbr0 -j RETURN"
+    assert mark(detect_local_mode="InterfaceNamePrefix", pod_interface_name_prefix="cali")[1] == "-i cali+ -j RETURN"
+    nat = wanted().rulesets[4].chains[("nat", NAT_CHAIN)]
+    assert nat == ("-m set --match-set KIPVS-HAIRPIN dst,dst,src -j MASQUERADE --random-fully",
+                   "-m mark ! --mark 0x4000/0x4000 -j RETURN", "-j MARK --set-xmark 0x0/0x4000",
+                   "-j SNAT --to-source 192.168.123.249 --random-fully")
+    snap = snapshot()
+    desired = build_desired(snap, "node3", NODE_IPS, ProxyOptions(**RANGES))
+    old_kernel = build_netfilter(desired, snap, "node3", NetfilterOptions(), random_fully=False)
+    assert old_kernel.rulesets[4].chains[("nat", NAT_CHAIN)][-1] == "-j SNAT --to-source 192.168.123.249"
+
+
+def test_the_kernel_release_decides_random_fully():
+    assert random_fully_supported("6.1.0-57-amd64") and random_fully_supported("3.13.0")
+    assert not random_fully_supported("3.12.74") and not random_fully_supported("unknown")
+
+
+def test_without_a_detector_cluster_ip_traffic_is_not_snated_and_a_warning_says_why():
     no_pod_cidrs = copy.deepcopy(CAPTURE["cluster"]["items"])
     for item in no_pod_cidrs:
         if item["kind"] == "Node":
             del item["spec"]
-    assert not any(r.startswith(("-s 172", "-d 172")) for r in nat(items=no_pod_cidrs)[1:])
+    want = wanted(no_pod_cidrs)
+    assert want.rulesets[4].chains[("nat", MARK_CHAIN)] == (
+        "-m set --match-set KIPVS-EXTERNAL dst,dst -j MARK --set-xmark 0x4000/0x4000",)
+    assert want.warnings == (
+        "--detect-local-mode NodeCIDR: the Node has no spec.podCIDRs for IPv4/IPv6: pod traffic to ClusterIPs "
+        "cannot be told from other traffic and none of it is SNATed (set --cluster-cidr, --detect-local-mode, "
+        "or --masquerade-all)",)
+    assert wanted(no_pod_cidrs, masquerade_all=True).warnings == ()
+    assert "no --pod-bridge-interface" in wanted(detect_local_mode="BridgeInterface").warnings[0]
+    assert "ClusterIP no SNAT (no local-traffic detector)" in want.services[("default", "np")].masquerade
 
 
 def test_firewall_off_keeps_only_source_ranges():
-    rules = wanted(firewall=False).rulesets[4].chains[("filter", FILTER_CHAIN)]
-    assert rules == ("-s 192.168.123.100/32 -d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j RETURN",
-                     "-s 172.20.3.0/24 -d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j RETURN",
-                     "-d 192.168.201.30/32 -p tcp -m tcp --dport 80 -m addrtype --src-type LOCAL -j RETURN",
-                     "-d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j DROP")
-    assert ("filter", FILTER_CHAIN) not in wanted(firewall=False).rulesets[6].chains
+    for family in (4, 6):
+        rules = wanted(firewall=False).rulesets[family].chains[("filter", FILTER_CHAIN)]
+        six = "6" if family == 6 else ""
+        assert rules == (f"-m set --match-set KIPVS-RANGED-SOURCES{six} dst,dst,src -j RETURN",
+                         f"-m set --match-set KIPVS-RANGED-PORTS{six} dst,dst -j DROP")
+
+
+def test_source_ranges_bind_the_node_and_its_pods_too_and_a_whole_space_range_is_two_halves():
+    members = wanted().rulesets[4].sets.members
+    assert members["RANGED-SOURCES"] == {"192.168.201.30,tcp:80,192.168.123.100"}  # no pod CIDR, no node
+    items = copy.deepcopy(CAPTURE["cluster"]["items"])
+    for item in items:
+        if item["kind"] == "Service" and item["metadata"]["name"] == "ranged":
+            item["spec"]["loadBalancerSourceRanges"] = ["0.0.0.0/0", "10.1.0.0/16"]
+    assert wanted(items).rulesets[4].sets.members["RANGED-SOURCES"] == {
+        "192.168.201.30,tcp:80,0.0.0.0/1", "192.168.201.30,tcp:80,128.0.0.0/1", "192.168.201.30,tcp:80,10.1.0.0/16"}
 
 
 def test_bad_pod_cidrs_and_source_ranges_are_problems_naming_object_and_field():
@@ -175,14 +280,14 @@ def test_bad_pod_cidrs_and_source_ranges_are_problems_naming_object_and_field():
         "Node default/node3: spec.podCIDRs[1]: 7 is not a CIDR; skipped",
         "Service default/ranged: spec.loadBalancerSourceRanges[0]: 'nonsense\\x1b[31m' is not a CIDR; skipped"]
     # The rest still works: the good range stays, IPv6 still has its pod CIDR.
-    assert "-s 192.168.123.100/32 -d 192.168.201.30/32 -p tcp -m tcp --dport 80 -j RETURN" in \
-        want.rulesets[4].chains[("filter", FILTER_CHAIN)]
-    assert "-s fd00:20:3::/64 -j RETURN" in want.rulesets[6].chains[("nat", NAT_CHAIN)]
+    assert want.rulesets[4].sets.members["RANGED-SOURCES"] == {"192.168.201.30,tcp:80,192.168.123.100"}
+    assert "-s fd00:20:3::/64 -j RETURN" in want.rulesets[6].chains[("nat", MARK_CHAIN)]
 
 
 def test_service_states_for_show():
     states = wanted().services
-    assert states[("default", "local")].masquerade.endswith("external traffic keeps the client IP (Local)")
+    assert states[("default", "local")].masquerade.endswith("external keeps client IP (Local)")
+    assert states[("default", "np")].masquerade == "ClusterIP SNAT unless from pods (NodeCIDR), external SNAT"
     assert states[("default", "ranged")].source_ranges == ("192.168.123.100/32",)
     assert wanted(firewall=False).services[("default", "np")].firewall == "off (--ipvs-permit-all)"
 
@@ -198,6 +303,8 @@ class Tools(Runner):
 
     def run(self, argv, stdin=None):
         self.calls.append(" ".join(argv))
+        if argv[0] == "ipset":
+            return self.saves.get("ipset save", "")
         backend = argv[0].split("-")[1]
         if backend in self.missing:
             raise ToolMissing(f"{argv[0]} not found")
@@ -246,9 +353,9 @@ def test_after_a_restore_only_the_families_written_to_are_read_back():
     desired = build_desired(snap, "node3", {4: NODE_IPS[4]}, ProxyOptions(**RANGES))
     runner = Applied({})  # an empty node: only the IPv4 tables get rules
     outcome = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"))
-    assert [b.tool for b in outcome.batches] == ["iptables-legacy-restore"]
-    assert runner.calls == ["iptables-legacy-save", "ip6tables-legacy-save", "iptables-legacy-restore",
-                            "iptables-legacy-save"]
+    assert [b.tool for b in outcome.batches] == ["ipset", "iptables-legacy-restore"]
+    assert runner.calls == ["iptables-legacy-save", "ip6tables-legacy-save", "ipset save", "ipset",
+                            "iptables-legacy-restore", "iptables-legacy-save", "ipset save"]
 
 
 def test_a_forced_mode_is_used_or_reported():
@@ -294,17 +401,18 @@ def test_any_value_in_source_ranges_or_pod_cidrs_gives_rules_or_one_line_problem
     want = wanted(items)
     assert all("\n" not in str(p) and str(p).startswith(("Node default/node3: spec", "Service default/ranged: spec"))
                for p in want.problems)
-    assert want.rulesets[4].chains[("nat", NAT_CHAIN)][-1] == "-j SNAT --to-source 192.168.123.249"
+    assert want.rulesets[4].chains[("nat", NAT_CHAIN)][-1] == "-j SNAT --to-source 192.168.123.249 --random-fully"
 
 
 def test_sync_writes_netfilter_after_ipvs_and_verifies_it_by_reading_back():
-    state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": ""})
+    state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": "", "ipset save": ""})
     runner = RecordingRunner(state)  # the kernel never changes: the read-back must notice
     options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
     result = sync_once(runner, snapshot(), NodeIdentity("node3"), options)
     tools = [b.tool for b in runner.batches]
-    assert tools[:2] == ["ip", "ipvsadm"] and tools[-2:] == ["iptables-legacy-restore", "ip6tables-legacy-restore"]
-    assert result.plan.counts["netfilter chains written"] == 4
+    assert tools[:2] == ["ip", "ipvsadm"] and tools[-3:] == ["ipset", "iptables-legacy-restore",
+                                                            "ip6tables-legacy-restore"]
+    assert result.plan.counts["netfilter chains written"] == 8
     assert "iptables-legacy-restore -w --noflush <<'EOF'" in result.remaining and not result.converged
 
 
@@ -312,15 +420,18 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     listing = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n"
     leftover = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-ROUTER-SERVICES - [0:0]\nCOMMIT\n"
     state = {**node_state(), "ipvsadm -L -n --exact": listing, "ipvsadm -L -n --rate --exact": listing,
-             "iptables-legacy-save": SAVES["iptables-legacy-save"], "ip6tables-legacy-save": leftover}
+             "iptables-legacy-save": SAVES["iptables-legacy-save"], "ip6tables-legacy-save": leftover,
+             "ipset save": SAVES["ipset save"] + "create KUBE-LOOP-BACK hash:ip,port,ip family inet\n"}
     options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
     report = show(RecordingRunner(state), snapshot(), NodeIdentity("node3"), options)
     services = {s["name"]: s for s in report["services"]}
     assert services["ranged"]["netfilter"] == {
-        "masquerade": "SNAT to node IP unless from/to this node's pods", "hairpin": "on", "firewall": "on",
+        "masquerade": "ClusterIP SNAT unless from pods (NodeCIDR), external SNAT", "hairpin": "on", "firewall": "on",
         "source_ranges": ["192.168.123.100/32"]}
     assert report["netfilter"]["backend"] == "legacy"
-    assert report["netfilter"]["leftovers"] == ["IPv6 filter KUBE-ROUTER-SERVICES (kube-router)"]
+    assert report["netfilter"]["leftovers"] == ["IPv6 filter KUBE-ROUTER-SERVICES (kube-router)",
+                                                "ipset KUBE-LOOP-BACK (kube-proxy)"]
+    assert report["netfilter"]["sets"]["KIPVS-SERVICE-IPS"] == 9 and len(report["netfilter"]["sets"]) == 14
     # IPv4 is converged; IPv6's rules are missing: drift, shown as the restore input sync would run.
     assert report["netfilter"]["commands"][0] == "ip6tables-legacy-restore -w --noflush <<'EOF'"
     assert not report["in_sync"] and report["drift"]["commands"][-1] == "EOF"
@@ -328,6 +439,7 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     print_show(report, Environment(out=out, out_isatty=False))
     assert "firewall on; source ranges 192.168.123.100/32" in out.getvalue()
     assert "left over by another service proxy: IPv6 filter KUBE-ROUTER-SERVICES" in out.getvalue()
+    assert "KIPVS-SERVICE-IPS 9" in out.getvalue()
 
 
 KUBE_ROUTER_SAVE = """*filter
@@ -363,7 +475,8 @@ def test_kube_router_leftovers_wait_for_kipvs_rules():
     with pytest.raises(ConfigError, match="run `kipvs sync` first"):
         remove_kube_router_leftovers(Tools({"iptables-legacy-save": without_kipvs}), "legacy")
     runner = RecordingRunner({"iptables-legacy-save": KUBE_ROUTER_SAVE, "ip6tables-legacy-save": "",
-                              "ipset list -n": "kube-router-svip\nkube-router-svip-prt\n"}, dry_run=True)
+                              "ipset save": "create kube-router-svip hash:ip family inet\n"
+                                            "create kube-router-svip-prt hash:ip,port family inet\n"}, dry_run=True)
     outcome = remove_kube_router_leftovers(runner, "legacy")
     printed = runner.out.getvalue().splitlines()
     assert printed[0] == "iptables-legacy-restore -w --noflush <<'EOF'"
@@ -384,3 +497,13 @@ def test_watch_detects_the_backend_once_then_reads_only_that_backend():
     runner.reads.clear()
     watcher.sync(full=True)
     assert "iptables-legacy-save" in runner.reads and not any("nft" in read for read in runner.reads)
+
+
+def test_local_traffic_options_refuse_what_cannot_go_into_a_rule():
+    from kipvs.config import parse_detect_local_mode, parse_pod_interface
+    assert parse_detect_local_mode("BridgeInterface") == "BridgeInterface"
+    with pytest.raises(ConfigError, match="--detect-local-mode 'LocalCIDR': expected one of auto, ClusterCIDR"):
+        parse_detect_local_mode("LocalCIDR")
+    assert parse_pod_interface("cali", "--pod-interface-name-prefix") == "cali"
+    with pytest.raises(ConfigError, match="--pod-bridge-interface 'br0 -j ACCEPT'"):
+        parse_pod_interface("br0 -j ACCEPT", "--pod-bridge-interface")

@@ -143,3 +143,19 @@ def test_traffic_distribution_without_usable_hints_is_explained():
                                            "zone-a; every endpoint used",)
     _, d = real_ips(*objects, zone=None)
     assert "this node (no topology.kubernetes.io/zone label)" in d.notes[("default", "web")][0]
+
+
+def test_hints_never_shorten_a_drain_terminating_and_out_of_zone_endpoints_stay_listed():
+    """kubernetes #114215: hints flap. An endpoint the hints leave out (another zone's, or terminating) is
+    still in the slice: it is held (drains at weight 0 until idle), never treated as gone (deleted after
+    --ipvs-graceful-period with its connections open)."""
+    _, d = real_ips(svc("web", trafficDistribution="PreferClose"),
+                    eps("web", [hinted("10.1.0.1", ["zone-a"]), hinted("10.1.0.2", ["zone-b"]),
+                                hinted("10.1.0.3", ["zone-a"], ready=False, serving=True, terminating=True)]))
+    vs = {v.key: v for v in d.virtual_servers}[VIP]
+    assert [rs.ip for rs in vs.real_servers] == ["10.1.0.1"]
+    assert d.held[VIP] == frozenset({("10.1.0.2", 8080), ("10.1.0.3", 8080)})
+    # Without hints the same terminating endpoint is held the same way: the hints change nothing for it.
+    _, plain = real_ips(svc("web"), eps("web", [ep("10.1.0.1"), ep("10.1.0.3", ready=False, serving=True,
+                                                                  terminating=True)]))
+    assert ("10.1.0.3", 8080) in plain.held[VIP]

@@ -128,19 +128,24 @@ COMMAND = re.compile(
     rf"table local)"
     rf"|ipvsadm -[Aa] (-t|-u|--sctp-service) (\[{ADDRESS}\]|{ADDRESS}):\d+( -s [a-z]+( -b [a-z-]+(,[a-z-]+)*)?"
     rf"( -p \d+)?)?( -r (\[{ADDRESS}\]|{ADDRESS}):\d+ -m -w \d+)?"
-    rf"|sysctl -w net\.ipv4\.(vs|conf\.all)\.[a-z_]+=\d")
+    rf"|sysctl -w net\.ipv4\.(vs|conf\.all)\.[a-z_]+=\d"
+    rf"|ipset create KIPVS-[A-Z-]+6? hash:ip(,port(,ip|,net)?)? family inet6? maxelem \d+"
+    rf"|ipset add KIPVS-[A-Z-]+6? {ADDRESS}(,(tcp|udp|sctp):\d+(,{ADDRESS}(/\d+)?)?)?")
 HERE_DOCUMENT = re.compile(r"(ip6?tables)-legacy-restore -w --noflush <<'(EOF\d*)'")
 WORDS = {"-m", "-j", "-p", "-s", "-d", "--dport", "--vdir", "--vmethod", "--vaddr", "--vport", "--comment",
          "--to-source", "--src-type", "--ctstate", "--reject-with", "comment", "ipvs", "addrtype", "conntrack",
          "tcp", "udp", "sctp", "icmp", "ipv6-icmp", "ORIGINAL", "MASQ", "MASQUERADE", "SNAT", "RETURN", "DROP",
          "REJECT", "LOCAL", "NEW", "icmp-port-unreachable", "icmp6-port-unreachable",
-         "kipvs: masquerade and hairpin", "kipvs: service address firewall"}
-CHAINS = {"nat": "KIPVS-POSTROUTING", "filter": "KIPVS-INPUT"}
-BUILT_IN = {"nat": "POSTROUTING", "filter": "INPUT"}
+         "kipvs: masquerade and hairpin", "kipvs: service address firewall", "set", "--match-set", "dst",
+         "dst,dst", "dst,dst,src", "mark", "--mark", "!", "MARK", "--set-xmark", "0x4000/0x4000", "0x0/0x4000",
+         "--random-fully", "kipvs: service traffic to SNAT", "kipvs: source ranges for the node itself"}
+CHAINS = {"nat": {"KIPVS-POSTROUTING", "KIPVS-SERVICES"}, "filter": {"KIPVS-INPUT"}, "mangle": {"KIPVS-OUTPUT"}}
+BUILT_IN = {"nat": {"PREROUTING", "POSTROUTING"}, "filter": {"INPUT"}, "mangle": {"OUTPUT"}}
+SET_NAME = re.compile(r"KIPVS-[A-Z-]+6?")
 
 
 def check_token(token: str) -> None:
-    if token in WORDS or token.isdigit() or token in CHAINS.values():
+    if token in WORDS or token.isdigit() or any(token in c for c in CHAINS.values()) or SET_NAME.fullmatch(token):
         return
     assert "%" not in token and re.fullmatch(r"[0-9a-f.:]+(/\d+)?", token), token
     network = ipaddress.ip_network(token, strict=False)
@@ -157,23 +162,23 @@ def read_restore(body: list[str]) -> tuple[dict, set]:
     jumps = set()
     table = None
     for line in body:
-        if line in ("*nat", "*filter"):
+        if line in ("*nat", "*filter", "*mangle"):
             assert table is None, body
             table = line[1:]
         elif line == "COMMIT":
             assert table is not None, body
             table = None
         elif m := re.fullmatch(r":(KIPVS-[A-Z]+) - \[0:0\]", line):
-            assert m[1] == CHAINS[table]
+            assert m[1] in CHAINS[table]
             chains.setdefault((table, m[1]), [])
         elif m := re.fullmatch(r"-A (KIPVS-[A-Z]+) (.+)", line):
-            assert m[1] == CHAINS[table] and (table, m[1]) in chains, line
+            assert m[1] in CHAINS[table] and (table, m[1]) in chains, line
             for token in shlex.split(m[2]):
                 check_token(token)
             chains[(table, m[1])].append(m[2])
         elif m := re.fullmatch(r"-I ([A-Z]+) 1 (.+)", line):
             tokens = shlex.split(m[2])
-            assert m[1] == BUILT_IN[table] and tokens.count("-j") == 1 and tokens[-1] == CHAINS[table], line
+            assert m[1] in BUILT_IN[table] and tokens.count("-j") == 1 and tokens[-1] in CHAINS[table], line
             for token in tokens:
                 check_token(token)
             jumps.add((table, m[1], m[2]))
@@ -203,17 +208,28 @@ def assert_reads_back_exactly(batches, rulesets) -> None:
         documents[6 if m[1] == "ip6tables" else 4] = read_restore(body)
     # One command per planned line: nothing was split, nothing added.
     assert commands == [line for b in batches if not b.tool.endswith("-restore") for line in b.command_lines()]
+    members: dict[str, set[str]] = {}
+    for line in commands:
+        if line.startswith("ipset add "):
+            _, _, name, member = line.split(" ")
+            for token in member.split(","):  # every address in a member is a scope-free address or network
+                if not re.fullmatch(r"(tcp|udp|sctp):\d+", token):
+                    check_token(token)
+            members.setdefault(name, set()).add(member)
     for family in (4, 6):
         chains, jumps = documents.get(family, ({}, set()))
         want = rulesets[family]
         assert {key: tuple(rules) for key, rules in chains.items()} == dict(want.chains)
         assert jumps == {(j.table, j.chain, j.rule) for j in want.jumps}
+        if want.sets is not None:
+            assert {name: members.get(name, set()) for name in want.sets.names()} == \
+                {name: set(want.sets.members[base]) for name, base in want.sets.names().items()}
 
 
 def test_the_unchanged_cluster_reads_back_exactly_with_both_families():
     batches, rulesets = planned(base_items(), options())
     assert_reads_back_exactly(batches, rulesets)
-    assert any(rule.startswith("-s fd00:123::/64 ") for rule in rulesets[6].chains[("filter", "KIPVS-INPUT")])
+    assert "fd00:201::30,tcp:80,fd00:123::/64" in rulesets[6].sets.members["RANGED-SOURCES"]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -295,7 +311,7 @@ def test_a_scope_id_in_a_cluster_network_is_a_problem_line_and_the_rest_still_re
     assert f"{field}[" in problem and "IPv6 scope id" in problem and "\n" not in problem
     batches, rulesets = planned(items, options())
     assert_reads_back_exactly(batches, rulesets)
-    assert rulesets[6].chains[("nat", "KIPVS-POSTROUTING")][-1] == "-j SNAT --to-source fd00:123::249"
+    assert rulesets[6].chains[("nat", "KIPVS-POSTROUTING")][-1] == "-j SNAT --to-source fd00:123::249 --random-fully"
 
 
 def test_here_document_markers_are_never_a_line_of_their_body():
@@ -336,7 +352,7 @@ def test_the_dry_run_piped_into_sh_runs_exactly_the_planned_commands_and_nothing
     (tmp_path / "c.json").write_text(json.dumps({"kind": "List", "items": items}))
 
     def factory(dry_run, timeout, out=None):
-        state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": ""})
+        state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": "", "ipset save": ""})
         return RecordingRunner(state, dry_run=dry_run, out=out)
     result = invoke(["sync", "--dry-run", "-f", str(tmp_path / "c.json"), "--node-name", "node3", "--iptables-mode",
                      "legacy", "--service-external-ip-range", "192.168.200.0/24",
@@ -348,7 +364,7 @@ def test_the_dry_run_piped_into_sh_runs_exactly_the_planned_commands_and_nothing
 
     stubs, log = tmp_path / "bin", tmp_path / "ran"
     stubs.mkdir()
-    for tool in ("ip", "ipvsadm", "sysctl", "iptables-legacy-restore", "ip6tables-legacy-restore"):
+    for tool in ("ip", "ipvsadm", "sysctl", "ipset", "iptables-legacy-restore", "ip6tables-legacy-restore"):
         body = '/bin/cat >> "$LOG"\n' if tool.endswith("-restore") else ""
         (stubs / tool).write_text(f'#!/bin/sh\nprintf "%s\\n" "{tool} $*" >> "$LOG"\n{body}')
         (stubs / tool).chmod(0o755)
