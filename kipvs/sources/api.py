@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 from kipvs.errors import ClusterUnavailable
@@ -10,6 +11,18 @@ from kipvs.sources import Snapshot
 
 log = logging.getLogger("kipvs.api")
 PAGE_SIZE = 500
+
+
+_CONNECTION_REPR = re.compile(r"<?\b\w*HTTPS?Connection(Pool)?\b[^:]*?(\)>?|object at 0x[0-9a-f]+>):\s*")
+
+
+def connection_error(exc: BaseException) -> str:
+    """urllib3's error without its `HTTPSConnection(host=…, port=…)` reprs: the cause an operator acts on
+    (`Failed to establish a new connection: [Errno 111] Connection refused`)."""
+    reason = getattr(exc, "reason", None)  # MaxRetryError wraps the real cause
+    text = str(reason if isinstance(reason, BaseException) else exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = _CONNECTION_REPR.sub("", text)
+    return re.sub(r"\(Caused by \w+\((.*)\)\)$", r"(\1)", text)[:200]
 
 
 def load_client_config(kubeconfig: str | None):
@@ -92,7 +105,7 @@ def read_cluster_api(api_client, timeout: float = 10.0) -> Snapshot:
         if "timed out" in str(exc).lower():
             raise ClusterUnavailable(f"API server {host} did not answer within {timeout:g}s "
                                      "(--api-timeout)") from None
-        raise ClusterUnavailable(f"API server {host} unreachable: {str(exc).splitlines()[0][:200]}") from None
+        raise ClusterUnavailable(f"API server {host} unreachable: {connection_error(exc)}") from None
     except ValueError as exc:  # a body that is not JSON
         raise ClusterUnavailable(f"API server {host}: unreadable answer: {str(exc)[:200]}") from None
     log.info("listed %d services, %d endpointslices, %d nodes from %s", len(services), len(slices), len(nodes), host)

@@ -317,8 +317,8 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     report = show(RecordingRunner(state), snapshot(), NodeIdentity("node3"), options)
     services = {s["name"]: s for s in report["services"]}
     assert services["ranged"]["netfilter"] == {
-        "masquerade": "SNAT to node IP unless from/to this node's pods", "hairpin": "on", "firewall": "on",
-        "source_ranges": ["192.168.123.100/32"]}
+        "client_ip_kept": False, "hairpin": "on", "firewall": "on", "source_ranges": ["192.168.123.100/32"]}
+    assert report["masquerade"] == "SNAT to node IP unless from/to this node's pods"  # node-wide, once
     assert report["netfilter"]["backend"] == "legacy"
     assert report["netfilter"]["leftovers"] == ["IPv6 filter KUBE-ROUTER-SERVICES (kube-router)"]
     # IPv4 is converged; IPv6's rules are missing: drift, shown as the restore input sync would run.
@@ -327,6 +327,7 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     out = io.StringIO()
     print_show(report, Environment(out=out, out_isatty=False))
     assert "firewall on; source ranges 192.168.123.100/32" in out.getvalue()
+    assert out.getvalue().count("SNAT to node IP unless from/to this node's pods") == 1
     assert "left over by another service proxy: IPv6 filter KUBE-ROUTER-SERVICES" in out.getvalue()
 
 
