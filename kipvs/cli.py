@@ -112,15 +112,15 @@ def show_command(
 @command(app, "doctor", SOURCE, PROXY, RUN.only("output", "command_timeout"))
 def doctor_command(
     env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
-    target: str = typer.Argument(..., metavar="VIP:PORT", show_default=False, hidden=True),
+    targets: list[str] = typer.Argument(..., metavar="VIP:PORT...", show_default=False, hidden=True),
 ) -> ExitStatus:
-    """Walk every hop to one service address (VIP:PORT, or VIP for all its ports) on this node and name the broken one, with the command that repairs it.
+    """Walk every hop to a service address (VIP:PORT, or VIP for all its ports; several may be given) on this node and name the broken one, with the command that repairs it.
 
     The hops: the address on the dummy interface, its local route's src, the IPVS virtual server, its real servers (ready, weights, draining), the firewall and source ranges, the masquerade, and conntrack entries to real servers that are gone. Each is one line, ✔ or ✘, with what was seen and, when broken, the exact fix; a hop that cannot be judged because an earlier one is broken is marked ·. Without the cluster (API or --cluster-file unreadable) it judges from the kernel alone and says so. Exit 0 when every hop is sound, 1 when one is broken, 2 on error.
     """
     from kipvs.commands.doctor import run_doctor
 
-    return run_doctor(env, source, options, run.command_timeout, run.json, target)
+    return run_doctor(env, source, options, run.command_timeout, run.json, targets)
 
 
 @command(app, "cleanup", PROXY.only("interface", "service_node_port_range", "excluded_cidrs", "iptables_mode"),

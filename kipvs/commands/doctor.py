@@ -10,7 +10,7 @@ an earlier one is broken is skipped (·), so a single fault is named once. With 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kipvs.commands.doctor_netfilter import firewall_hop, masquerade_hop
 from kipvs.commands.doctor_conntrack import conntrack_hop
@@ -148,8 +148,10 @@ def real_servers_hop(scene: Scene, virtual: Hop) -> Hop:
     have = {vs.key: vs for vs in scene.kernel_servers()}
     if not have:
         return Hop("real servers", None, "no virtual server, so no real servers to judge")
-    connections = parse_connections(scene.runner.run(READ_CONNECTIONS))
-    record = record_entries(load_record(scene.runner, scene.options.drain_record))
+    if "connections" not in scene.cache:
+        scene.cache["connections"] = parse_connections(scene.runner.run(READ_CONNECTIONS))
+        scene.cache["drain record"] = record_entries(load_record(scene.runner, scene.options.drain_record))
+    connections, record = scene.cache["connections"], scene.cache["drain record"]
     want = {vs.key: vs for vs in scene.wanted_servers()}
     seen, problems, fixes = [], [], []
     for key, vs in have.items():
@@ -190,17 +192,18 @@ def diagnose(scene: Scene) -> list[Hop]:
     return hops
 
 
-def build_scene(runner: Runner, source: SourceOptions, options: ProxyOptions, ip: str, port: int | None) -> Scene:
+def read_world(runner: Runner, source: SourceOptions, options: ProxyOptions) -> Scene:
+    """The kernel and, when it can be read, the cluster: read once however many addresses are asked about."""
     kernel = read_kernel(runner)
     node = NodeIdentity(source.node_name, source.node_ips)
     try:
         snapshot, node = load_cluster(source)
     except ClusterUnavailable as exc:
         log.warning("cluster unavailable (%s): judging from the kernel alone", exc)
-        return Scene(ip, port, options, kernel, kernel_node_ips(source, kernel, options.interface), None, None,
+        return Scene("", None, options, kernel, kernel_node_ips(source, kernel, options.interface), None, None,
                      node, runner)
     desired, _ = with_draining(runner, compute(snapshot, node, options, kernel), kernel, options, keep_record=False)
-    return Scene(ip, port, options, kernel, desired.node_ips, desired, snapshot, node, runner)
+    return Scene("", None, options, kernel, desired.node_ips, desired, snapshot, node, runner)
 
 
 def render(hops: list[Hop], target: str, node: str) -> str:
@@ -216,17 +219,24 @@ def render(hops: list[Hop], target: str, node: str) -> str:
 
 
 def run_doctor(env: Environment, source: SourceOptions, options: ProxyOptions, command_timeout: float,
-               as_json: bool, target: str) -> ExitStatus:
-    ip, port = parse_address(target, "VIP[:PORT]")
+               as_json: bool, targets: list[str]) -> ExitStatus:
+    addresses = [parse_address(target, "VIP[:PORT]") for target in targets]
     runner = env.runner(False, command_timeout)
-    scene = build_scene(runner, source, options, ip, port)
-    hops = diagnose(scene)
-    sound = not any(h.ok is False for h in hops)
+    world = read_world(runner, source, options)
+    reports, sound = [], True
+    for ip, port in addresses:
+        scene = replace(world, ip=ip, port=port)
+        hops = diagnose(scene)
+        sound = sound and not any(h.ok is False for h in hops)
+        reports.append((ip, port, hops))
     if as_json:
-        emit_json(env, {"schema": DOCTOR_SCHEMA, "address": ip, "port": port, "node": scene.node.name,
-                        "cluster": scene.desired is not None, "sound": sound,
-                        "hops": [{"hop": h.name, "ok": h.ok, "evidence": h.evidence, "fix": h.fix} for h in hops]})
+        emit_json(env, {"schema": DOCTOR_SCHEMA, "node": world.node.name, "cluster": world.desired is not None,
+                        "sound": sound, "targets": [
+                            {"address": ip, "port": port, "sound": not any(h.ok is False for h in hops),
+                             "hops": [{"hop": h.name, "ok": h.ok, "evidence": h.evidence, "fix": h.fix}
+                                      for h in hops]} for ip, port, hops in reports]})
     else:
-        env.stdout.write(render(hops, host_port(ip, port) if port else ip, scene.node.name))
+        env.stdout.write("\n".join(render(hops, host_port(ip, port) if port else ip, world.node.name)
+                                   for ip, port, hops in reports))
         env.stdout.flush()
     return ExitStatus.OK if sound else ExitStatus.DRIFT

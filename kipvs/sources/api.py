@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 
@@ -33,6 +34,10 @@ def load_client_config(kubeconfig: str | None):
     # urllib3 would retry a silent server 3 more times per request; kipvs's own deadline and the
     # reflector's backoff decide instead.
     configuration.retries = False
+    missing = [path for path in (kubeconfig or "").split(os.pathsep) if path and not os.path.exists(path)]
+    if missing:
+        raise ClusterUnavailable(f"kubeconfig {missing[0]} (--kubeconfig or KUBECONFIG) does not exist: check the "
+                                 "path, or leave it unset to use the in-cluster config or ~/.kube/config")
     try:
         if kubeconfig is None:
             try:
@@ -40,10 +45,16 @@ def load_client_config(kubeconfig: str | None):
                 return client.ApiClient(configuration)
             except config.ConfigException:
                 pass
+            default = os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)
+            if not os.path.exists(default):
+                raise ClusterUnavailable(
+                    f"no Kubernetes client configuration: not in a pod (no in-cluster service account) and no "
+                    f"{default}; pass --kubeconfig FILE, or --cluster-file for a `kubectl get` dump")
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         return client.ApiClient(configuration)
     except (config.ConfigException, OSError, TypeError) as exc:
-        raise ClusterUnavailable(f"no usable Kubernetes client configuration: {exc}") from None
+        where = kubeconfig or config.KUBE_CONFIG_DEFAULT_LOCATION
+        raise ClusterUnavailable(f"kubeconfig {where}: not usable: {exc}") from None
 
 
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,

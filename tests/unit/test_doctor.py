@@ -22,7 +22,7 @@ def doctor(target, **extra):
 
 
 def broken(result) -> list[str]:
-    return [h["hop"] for h in json.loads(result.stdout)["hops"] if h["ok"] is False]
+    return [h["hop"] for h in json.loads(result.stdout)["targets"][0]["hops"] if h["ok"] is False]
 
 
 def test_a_weight_set_to_0_by_hand_is_the_real_servers_hop_with_its_fix():
