@@ -60,7 +60,7 @@ def fix_routes_command(
 ) -> ExitStatus:
     """Make the local route of every address on the dummy interface use the node IP as source.
 
-    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only the interface's own wrong routes change: the repaired route is added and read back before a wrong one is deleted (IPv6 VIPs on a down interface are skipped), and routes left for addresses no longer on the interface are removed. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
+    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only the interface's own wrong routes change: the repaired route is added and read back before a wrong one is deleted (IPv6 VIPs on a down interface are skipped), and routes left for addresses no longer on the interface are removed. After an IPv4 repair it runs `ip neigh flush nud incomplete`, which is host-wide: every unresolved neighbour entry on every interface goes (resolved ones stay), so the next packet resolves afresh with the node IP as sender. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
     """
     from kipvs.commands.fix_routes import run_fix_routes
 
