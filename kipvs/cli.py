@@ -98,7 +98,7 @@ def show_command(
     Where the kernel's value differs from the wanted one, both are shown (want 1, kernel 0). When the cluster cannot be read, one line says so and the kernel's own state is shown: virtual and real servers with weights and connections, the dummy interface's addresses and their routes' src, kipvs's netfilter chains and the drain record; Services and pods are then unknown. With --check, exit 0 when in sync, 1 when there is drift, 2 on error (the diff convention), for cron and monitoring. --output json is one document whose layout is versioned by its "schema" field (see kipvs-show(8)).
     """
     from kipvs.commands.show import run_show
-    from kipvs.commands.show_filter import parse_filter
+    from kipvs.troubleshoot.selection import parse_filter
     from kipvs.config import parse_seconds
     from kipvs.errors import ConfigError
 

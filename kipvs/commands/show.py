@@ -1,7 +1,7 @@
 """`kipvs show`: what the cluster wants, what the kernel has, and what differs, as plain data.
 
 Without the cluster (the API unreachable, no kubeconfig, or --kernel-only) the report is the
-kernel's alone (kipvs.commands.show_kernel): the moment people troubleshoot is often the moment
+kernel's alone (kipvs.troubleshoot.kernel_view): the moment people troubleshoot is often the moment
 the API is down.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ import logging
 import time
 from dataclasses import replace
 
-from kipvs.commands.show_fields import (SHOW_SCHEMA, VIRTUAL_SERVER_COMPARED, differences, problem_fields,
+from kipvs.troubleshoot.fields import (SHOW_SCHEMA, VIRTUAL_SERVER_COMPARED, differences, problem_fields,
                                         real_server_fields, virtual_server_fields)
-from kipvs.commands.show_filter import ShowFilter, filter_report
+from kipvs.troubleshoot.selection import ShowFilter, filter_report
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.environment import Environment
 from kipvs.errors import ClusterUnavailable, ExitStatus
@@ -138,7 +138,7 @@ def build_report(runner: Runner, source: SourceOptions, options: ProxyOptions, k
                  check: bool) -> dict:
     """The cluster's report, or the kernel's alone when the cluster cannot be read (not for --check:
     drift cannot be judged without knowing what is wanted)."""
-    from kipvs.commands.show_kernel import kernel_report
+    from kipvs.troubleshoot.kernel_view import kernel_report
 
     if kernel_only:
         return kernel_report(runner, source, options, "--kernel-only")

@@ -3,7 +3,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from kipvs.commands.show_fields import SHOW_SCHEMA
+from kipvs.troubleshoot.fields import SHOW_SCHEMA
 
 SCRIPT = Path(__file__).resolve().parent.parent.parent / "scripts" / "make_screenshot.py"
 spec = importlib.util.spec_from_file_location("make_screenshot", SCRIPT)

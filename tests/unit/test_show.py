@@ -6,7 +6,7 @@ import json
 from rich.console import Console
 
 from kipvs.commands.show import run_show, show
-from kipvs.commands.show_filter import ShowFilter
+from kipvs.troubleshoot.selection import ShowFilter
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.environment import Environment
 from kipvs.reconcile import NodeIdentity

@@ -6,21 +6,18 @@ address asked about count for the firewall; the masquerade is node-wide, so any 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kipvs.facts.iptables import BUILTIN_CHAINS, Table, target_of
 from kipvs.model import known_family
 from kipvs.netfilter.backend import COMMAND, NetfilterFacts, NetfilterUnavailable, detect
 from kipvs.netfilter.plan import owned
 from kipvs.netfilter.rules import DesiredNetfilter, build_netfilter
 
-if TYPE_CHECKING:
-    from kipvs.commands.doctor import Hop, Scene
+from kipvs.troubleshoot.scene import Hop, Scene
 
 BLOCKING = ("DROP", "REJECT")
 
 
-def _facts(scene: "Scene") -> NetfilterFacts | str:
+def _facts(scene: Scene) -> NetfilterFacts | str:
     """The kernel's tables, or why they cannot be read (cached on the scene: two hops use them)."""
     if "netfilter facts" not in scene.cache:
         try:
@@ -30,7 +27,7 @@ def _facts(scene: "Scene") -> NetfilterFacts | str:
     return scene.cache["netfilter facts"]
 
 
-def _wanted(scene: "Scene") -> DesiredNetfilter | None:
+def _wanted(scene: Scene) -> DesiredNetfilter | None:
     if scene.desired is None:
         return None
     if "netfilter wanted" not in scene.cache:
@@ -84,7 +81,7 @@ def _blocking(facts: NetfilterFacts, family: int, ip: str) -> list[str]:
             if target_of(rule) in BLOCKING and _mentions(rule, ip)]
 
 
-def _source_ranges(scene: "Scene", wanted: DesiredNetfilter) -> str:
+def _source_ranges(scene: Scene, wanted: DesiredNetfilter) -> str:
     ranges = set()
     for vs in scene.wanted_servers():
         origin = scene.desired.origins.get(vs.key)
@@ -94,9 +91,7 @@ def _source_ranges(scene: "Scene", wanted: DesiredNetfilter) -> str:
     return f"; loadBalancerSourceRanges {', '.join(sorted(ranges))} only" if ranges else ""
 
 
-def firewall_hop(scene: "Scene") -> "Hop":
-    from kipvs.commands.doctor import Hop
-
+def firewall_hop(scene: Scene) -> Hop:
     facts = _facts(scene)
     if isinstance(facts, str):
         return Hop("firewall", None, f"netfilter unreadable: {facts}")
@@ -122,9 +117,7 @@ def firewall_hop(scene: "Scene") -> "Hop":
     return Hop("firewall", True, f"{allowed}{_source_ranges(scene, wanted)}")
 
 
-def masquerade_hop(scene: "Scene") -> "Hop":
-    from kipvs.commands.doctor import Hop
-
+def masquerade_hop(scene: Scene) -> Hop:
     facts = _facts(scene)
     if isinstance(facts, str):
         return Hop("masquerade", None, f"netfilter unreadable: {facts}")

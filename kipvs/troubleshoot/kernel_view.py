@@ -7,7 +7,7 @@ API could say (which Service, which pod, what is wanted) is labelled unknown, ne
 from __future__ import annotations
 
 
-from kipvs.commands.show_fields import SHOW_SCHEMA, real_server_fields, virtual_server_fields
+from kipvs.troubleshoot.fields import SHOW_SCHEMA, real_server_fields, virtual_server_fields
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.draining import record_entries
 from kipvs.errors import KipvsError
@@ -15,7 +15,7 @@ from kipvs.facts.ipvsadm import READ_CONNECTIONS, READ_RATES, Counters, parse_co
 from kipvs.facts.kernel import KernelFacts, read_kernel
 from kipvs.netfilter.backend import NetfilterUnavailable, detect
 from kipvs.netfilter.leftovers import leftovers
-from kipvs.commands.netfilter_view import owned_rules
+from kipvs.troubleshoot.netfilter_view import owned_rules
 from kipvs.plan import is_owned
 from kipvs.reconcile import load_record
 from kipvs.routes import check_routes, resolve_node_ips, service_addresses_on

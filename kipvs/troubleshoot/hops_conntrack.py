@@ -6,13 +6,10 @@ stale: its flow (typically UDP with a fixed source port) keeps going to a backen
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kipvs.errors import KipvsError, ToolMissing
 from kipvs.model import host_port
 
-if TYPE_CHECKING:
-    from kipvs.commands.doctor import Hop, Scene
+from kipvs.troubleshoot.scene import Hop, Scene
 
 VS_CONNTRACK = "net.ipv4.vs.conntrack"
 
@@ -39,9 +36,7 @@ def parse_entries(text: str) -> list[dict]:
     return entries
 
 
-def conntrack_hop(scene: "Scene") -> "Hop":
-    from kipvs.commands.doctor import Hop
-
+def conntrack_hop(scene: Scene) -> Hop:
     setting = scene.kernel.sysctls.get(VS_CONNTRACK)
     if setting is not None and setting != "1":
         return Hop("conntrack", False, f"{VS_CONNTRACK} = {setting}: IPVS connections are not tracked, so "
