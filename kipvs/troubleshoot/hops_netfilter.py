@@ -75,6 +75,13 @@ def _jumps_into_ours(table: Table) -> list[str]:
             for rule in rules if owned(target_of(rule))]
 
 
+NOT_OURS = "kipvs has no netfilter rules on this node (another service proxy's?): not judged without the cluster"
+
+
+def _any_of_ours(facts: NetfilterFacts, family: int) -> bool:
+    return any(owned(chain) for table in facts.tables.get(family, {}).values() for chain in table.policies)
+
+
 def _blocking(facts: NetfilterFacts, family: int, ip: str) -> list[str]:
     """Someone else's DROP/REJECT naming the address in the built-in INPUT chain (kipvs's firewall is its own)."""
     return [rule for rule in _table(facts, family, "filter").chain("INPUT")
@@ -102,6 +109,8 @@ def firewall_hop(scene: Scene) -> Hop:
         return Hop("firewall", False, f"INPUT {'; '.join(blocking)} (not kipvs's) blocks {scene.ip}",
                    " && ".join(f"{tool} -t filter -D INPUT {rule}" for rule in blocking))
     wanted = _wanted(scene)
+    if wanted is None and not _any_of_ours(facts, family):
+        return Hop("firewall", None, NOT_OURS)
     if wanted is None:
         jumps = [j for j in _jumps_into_ours(_table(facts, family, "filter")) if j.startswith("INPUT")]
         if not jumps and scene.options.netfilter.firewall:
@@ -124,6 +133,8 @@ def masquerade_hop(scene: Scene) -> Hop:
     family = known_family(scene.ip)
     wanted = _wanted(scene)
     nat = _table(facts, family, "nat")
+    if wanted is None and not _any_of_ours(facts, family):
+        return Hop("masquerade", None, NOT_OURS)
     if wanted is None:
         ours = [rule for chain, rules in nat.rules.items() if owned(chain) for rule in rules
                 if target_of(rule) in ("SNAT", "MASQUERADE")]

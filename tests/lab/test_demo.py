@@ -25,6 +25,10 @@ def test_demo_answers_every_row_after_the_repair(clone: Clone, attempt):
     assert marker, out[-3000:]
     # The #376 symptom shows before the repair (the demo tells the truth both ways) ...
     assert "timed out" in before
+    # ... and the doctor names the hop: the route's src, with the repair.
+    doctor = before.split("$ kipvs doctor")[1]
+    assert re.search(r"^✘ route src .*want src 192\.168\.123\.249", doctor, re.M), doctor
+    assert [line[2:].split()[0] for line in doctor.splitlines() if line.startswith("✘")] == ["route"], doctor
     # ... and after it, the four services each answer, the kubernetes row (node3 -> node1) included.
     rows = re.findall(r"^│ (?:kubernetes|web-one|web-rr)\S* .*$", after, re.M)
     assert len(rows) == 4, after
