@@ -38,6 +38,7 @@ METAVARS = {
     "ipvs_graceful_period": "DURATION", "drain_record": "FILE", "ipvs_tcp_timeout": "DURATION",
     "ipvs_tcpfin_timeout": "DURATION", "ipvs_udp_timeout": "DURATION", "ipvs_strict_arp": "BOOL",
     "healthz_bind_address": "HOST:PORT",
+    "service": "NAMESPACE/NAME", "vip": "VIP[:PORT]", "interval": "SECONDS",
 }
 SHELLS = ("bash", "zsh", "fish")
 
