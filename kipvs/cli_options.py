@@ -18,7 +18,7 @@ import typer
 
 from kipvs.config import (NetfilterOptions, ProxyOptions, RunOptions, SourceOptions, check_lock_file, parse_bool,
                           parse_cidrs, parse_duration, parse_interface, parse_iptables_mode, parse_node_ips,
-                          parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
+                          parse_node_name, parse_port_range, parse_scheduler, parse_seconds, parse_timeout)
 from kipvs.environment import Environment
 from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.errors import ExitStatus, KipvsError, PermissionDenied
@@ -155,7 +155,7 @@ SOURCE = Group("source", (
     Param("cluster_file", Optional[str], _option(
         None, "--cluster-file", "-f", envvar="KIPVS_CLUSTER_FILE",
         help="Read Services, EndpointSlices and Nodes from this `kubectl get services,endpointslices,nodes -A "
-             "-o json|yaml` dump ('-' for stdin) instead of the API.")),
+             "-o json|yaml` dump (a regular file, or '-' for stdin: a pipe) instead of the API.")),
     Param("kubeconfig", Optional[str], _option(
         None, "--kubeconfig", envvar="KUBECONFIG",
         help="kubeconfig file (default: in-cluster config, else ~/.kube/config).")),
@@ -174,7 +174,9 @@ SOURCE = Group("source", (
         help="Seconds to read the whole cluster from the API before giving up (sync, show).")),
 ), lambda v: SourceOptions(
     cluster_file=v.get("cluster_file"), kubeconfig=v.get("kubeconfig"),
-    node_name=v.get("node_name") or socket.gethostname(), node_ips=parse_node_ips(v.get("node_ip") or []),
+    # kubelet names a Node after the lower-cased hostname
+    node_name=parse_node_name(v.get("node_name") or socket.gethostname().lower()),
+    node_ips=parse_node_ips(v.get("node_ip") or []),
     allow_partial=v.get("allow_partial", False),
     api_timeout=parse_seconds(v.get("api_timeout", 10.0), "--api-timeout")))
 

@@ -10,13 +10,15 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
-import ipaddress
+import reprlib
 import socket
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from kipvs.addresses import (METADATA_V6_PACKED, PLAIN_FIRST_BYTE, endpoint_reason, parse_network, refusal,
+                             special_reason)
 from kipvs.model import canonical_ip
 
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
@@ -47,10 +49,17 @@ def is_int(value) -> bool:
 
 
 def shown(value) -> str:
-    """A value from the cluster, quoted and cut short, safe in a one-line message."""
+    """A value from the cluster, quoted and cut short, safe in a one-line message. Bounded work whatever the
+    value: reprlib looks at a few items only, and an integer too long to print (YAML's hex or sexagesimal
+    forms build ones of any size; str() refuses more than 4,300 digits) is given by its size."""
     if is_int(value):
-        return str(value)
-    text = value if isinstance(value, str) else f"{type(value).__name__} {str(value)[:48]}"
+        return str(value) if -10**18 < value < 10**18 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        return repr(value[:64])
+    try:
+        text = f"{type(value).__name__} {reprlib.repr(value)[:48]}"
+    except ValueError:
+        text = type(value).__name__
     return repr(text[:64])
 
 
@@ -113,7 +122,8 @@ class Reader:
     def ip(self, value, path: str, malformed: bool = True) -> str | None:
         ip = canonical_ip(value)
         if ip is None:
-            self.problem(path, f"{shown(value)} is not an IP address; skipped", malformed)
+            scoped = " (it has an IPv6 scope id)" if isinstance(value, str) and "%" in value else ""
+            self.problem(path, f"{shown(value)} is not an IP address{scoped}; skipped", malformed)
         return ip
 
     def string_map(self, value, path: str) -> dict[str, str]:
@@ -321,9 +331,9 @@ def parse_source_ranges(obj: dict, problems: list[Problem]) -> tuple:
     for i, raw in enumerate(r.list(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges")):
         path = f"spec.loadBalancerSourceRanges[{i}]"
         try:
-            found.append(ipaddress.ip_network(raw.strip(), strict=False))
-        except (AttributeError, ValueError):
-            r.problem(path, f"{shown(raw)} is not a CIDR; skipped", malformed=False)
+            found.append(parse_network(raw))
+        except ValueError as exc:
+            r.problem(path, f"{shown(raw)} is not a CIDR{refusal(exc)}; skipped", malformed=False)
     r.finish()
     return tuple(found)
 
@@ -434,6 +444,10 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
     if (6 if ":" in ip else 4) != family:
         r.problem(f"{path}.addresses[0]", f"{ip} is not an IPv{family} address (addressType); skipped")
         return None
+    why = endpoint_reason(ip)
+    if why:  # the API server refuses these (ValidateEndpointIP); a cluster file is not checked by it
+        r.problem(f"{path}.addresses[0]", f"{ip} is {why}: never a real server; skipped", malformed=False)
+        return None
     conditions = raw.get("conditions")
     if not isinstance(conditions, dict):
         conditions = r.map(conditions, f"{path}.conditions")
@@ -471,6 +485,7 @@ def _endpoints(r: Reader, raws: list, family: int) -> list[Endpoint]:
     well-typed and valid (the common case) is built here, where it can have no problem; anything else
     goes to `_endpoint`, which reports what is wrong, so problems come out as they always did."""
     af, pton, ntop, intern, new = _AF[family], socket.inet_pton, socket.inet_ntop, sys.intern, _new_endpoint
+    plain, metadata = PLAIN_FIRST_BYTE[family], METADATA_V6_PACKED  # a special address takes the slow path
     endpoints = []
     for i, raw in enumerate(raws):
         if raw.__class__ is dict:
@@ -483,7 +498,8 @@ def _endpoints(r: Reader, raws: list, family: int) -> list[Endpoint]:
                 ready, serving, terminating = \
                     conditions.get("ready"), conditions.get("serving"), conditions.get("terminating")
                 try:
-                    same = ip.__class__ is str and ntop(af, pton(af, ip)) == ip
+                    packed = pton(af, ip) if ip.__class__ is str else None
+                    same = packed is not None and ntop(af, packed) == ip and plain[packed[0]] and packed != metadata
                 except (OSError, ValueError):
                     same = False
                 if same and (ready is None or ready.__class__ is bool) and \
@@ -661,7 +677,10 @@ def node_ips_of(node: dict | None, problems: list[Problem]) -> dict[int, str]:
         if raw.get("type") != "InternalIP":
             continue
         ip = r.ip(raw.get("address"), f"status.addresses[{i}].address")
-        if ip:
+        why = special_reason(ip) if ip else None
+        if why:  # it would become NodePort addresses, route sources and SNAT targets (CVE-2020-8558's class)
+            r.problem(f"status.addresses[{i}].address", f"{ip} is {why}: not a node IP; skipped", malformed=False)
+        elif ip:
             found.setdefault(6 if ":" in ip else 4, ip)
     r.finish()
     return found
@@ -680,8 +699,8 @@ def node_pod_cidrs(node: dict | None, problems: list[Problem]) -> tuple:
     found = []
     for value, path in zip(raw, paths):
         try:
-            found.append(ipaddress.ip_network(value.strip(), strict=False))
-        except (AttributeError, ValueError):
-            r.problem(path, f"{shown(value)} is not a CIDR; skipped")
+            found.append(parse_network(value))
+        except ValueError as exc:
+            r.problem(path, f"{shown(value)} is not a CIDR{refusal(exc)}; skipped")
     r.finish()
     return tuple(dict.fromkeys(found))

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from kipvs.addresses import parse_network, refusal, special_reason
 from kipvs.errors import ConfigError
 from kipvs.lock import DEFAULT_LOCK_FILE
 from kipvs.model import canonical_ip
@@ -78,19 +79,30 @@ def parse_cidrs(values: list[str], option: str) -> tuple[Network, ...]:
     for value in values:
         for part in filter(None, (p.strip() for p in value.split(","))):
             try:
-                networks.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ConfigError(f"{option} {part!r} is not a CIDR") from None
+                networks.append(parse_network(part))
+            except ValueError as exc:
+                raise ConfigError(f"{option} {part!r} is not a CIDR{refusal(exc)}") from None
     return tuple(networks)
 
 
-INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# Names and enumerations are matched whole: `$` would also match before a final newline.
+INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+# A Kubernetes object name (RFC 1123 subdomain), as a Node's name must be.
+NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def parse_interface(value: str) -> str:
     """A Linux interface name kipvs may create: 1-15 bytes of [A-Za-z0-9_.-] (it goes into `ip -batch`)."""
-    if not INTERFACE_NAME.match(value) or value in (".", ".."):
+    if not INTERFACE_NAME.fullmatch(value) or value in (".", ".."):
         raise ConfigError(f"--interface {value!r}: expected 1-15 characters of A-Z a-z 0-9 _ . -")
+    return value
+
+
+def parse_node_name(value: str) -> str:
+    """--node-name / NODE_NAME: a Node's name (lower-case letters, digits, '-' and '.'; at most 253)."""
+    if not NODE_NAME.fullmatch(value):
+        raise ConfigError(f"--node-name {value!r}: not a Kubernetes node name (lower-case a-z 0-9 - ., "
+                          "at most 253 characters)")
     return value
 
 
@@ -136,6 +148,9 @@ def parse_node_ips(values: list[str]) -> tuple[str, ...]:
             ip = canonical_ip(part)
             if ip is None:
                 raise ConfigError(f"--node-ip {part!r} is not an IP address")
+            why = special_reason(ip)
+            if why:
+                raise ConfigError(f"--node-ip {part!r} is {why}: not a node IP")
             family = 6 if ":" in ip else 4
             if family in seen and seen[family] != ip:
                 raise ConfigError(f"--node-ip given twice for IPv{family} ({seen[family]}, {ip}): one per family")
@@ -152,7 +167,8 @@ def parse_listen_address(value: str, option: str) -> tuple[str, int]:
             raise ConfigError(f"{option} {value!r}: [{host}] is not an IPv6 address")
     elif host and canonical_ip(host) is None:
         raise ConfigError(f"{option} {value!r}: expected IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:9254")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or \
+            not 0 < int(port_text) < 65536:
         raise ConfigError(f"{option} {value!r}: expected IP:PORT with a port 1-65535, e.g. 0.0.0.0:9254")
     return host or "0.0.0.0", int(port_text)
 
@@ -191,9 +207,12 @@ def parse_duration(value: str, option: str) -> float:
     """Seconds from `300`, `300s`, `5m`, `1h` or `250ms` (kube-router writes durations like 5m0s too)."""
     text, total = value.strip(), 0.0
     units = {"ms": 0.001, "h": 3600, "m": 60, "s": 1}
+    if len(text) > 64:  # no duration is longer; the loop below is quadratic in the length
+        raise ConfigError(f"{option} {value[:40]!r}...: expected a duration like 300s, 5m or 1h")
     try:
         if text.replace(".", "", 1).isdigit():
-            return float(text)
+            total = float(text)
+            text = ""
         while text:
             number = ""
             while text and (text[0].isdigit() or text[0] == "."):
@@ -202,6 +221,8 @@ def parse_duration(value: str, option: str) -> float:
             total, text = total + float(number) * units[unit], text[len(unit):]
     except (StopIteration, ValueError):
         raise ConfigError(f"{option} {value!r}: expected a duration like 300s, 5m or 1h") from None
+    if not math.isfinite(total):  # 400 digits make a float of inf: a drain that never ends
+        raise ConfigError(f"{option} {value[:40]!r}: expected a duration like 300s, 5m or 1h")
     return total
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from kipvs.addresses import special_reason
 from kipvs.cluster import (Endpoint, EndpointIndex, Problem, ServicePort, ServiceSpec, endpoint_slice_spec,
                            find_node, node_ips_of, node_zone_of, service_spec, shown)
 from kipvs.config import KNOWN_SCHEDULERS, ProxyOptions
@@ -69,28 +70,26 @@ class Desired:
     # Per virtual server: endpoints still listed but not chosen (terminating, unready): they drain.
     held: dict[tuple, frozenset[tuple[str, int]]] = field(default_factory=dict)
     protected_addresses: frozenset[str] = frozenset()
-    hold_removals: bool = False  # a Service whose addresses could not be read: remove nothing this time
+    protected_keys: frozenset[tuple] = frozenset()  # virtual servers kept for a Service that cannot be read now
+    # Services ("Service ns/name") whose addresses could not be read, with nothing known of what they had:
+    # no stale virtual server, address or route is removed this time (plan counts what is held).
+    holding: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
     skipped: tuple[str, ...] = ()
     # (namespace, name) -> why what is programmed differs from the plain Service (annotations, topology)
     notes: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def hold_removals(self) -> bool:
+        return bool(self.holding)
 
 
 def unusable_reason(ip: str, host_addresses: frozenset[str]) -> str | None:
     """Why an address can never be a service address on this node (None when it can be)."""
     if ip in host_addresses:
         return "is one of this host's own addresses"
-    first, _, rest = ip.partition(".")
-    if rest and first.isdigit() and 0 < int(first) < 224 and int(first) not in (127, 169):
-        return None  # a plain unicast IPv4 address (the common case, 50,000 times at scale): none applies
-    address = ipaddress.ip_address(ip)
-    for test, what in ((address.is_loopback, "loopback"), (address.is_unspecified, "unspecified"),
-                       (address.is_multicast, "multicast"), (address.is_link_local, "link-local")):
-        if test:
-            return f"is a {what} address"
-    if ip == "255.255.255.255":
-        return "is the broadcast address"
-    return None
+    why = special_reason(ip)
+    return f"is {why}" if why else None
 
 
 def node_ips_from_objects(nodes, node_name: str) -> dict[int, str]:
@@ -131,7 +130,7 @@ class _Expander:
         self.origins: dict[tuple, Origin] = {}
         self.addresses: dict[str, None] = {}
         self.protected: set[str] = set()
-        self.hold = False
+        self.holding: list[str] = []
         self.backends: dict[tuple[str, int], BackendInfo] = {}
         self.keep_backends = keep_backends
         self.local_backends: set[tuple[str, int]] = set()
@@ -272,6 +271,7 @@ class _Expander:
         externals = self.allowed_externals(service, self.flag(service, SKIP_LB_IPS_ANNOTATION))
         families = sorted({family_of(ip) for ip in service.cluster_ips})
         node_ports_apply = service.type in ("NodePort", "LoadBalancer")
+        self.check_health_port(service)
         cluster, external, node_port = [], [], []
         for port in service.ports:
             cluster += [_Placement(service, port, ip, port.port, "ClusterIP", service.internal_local)
@@ -286,6 +286,13 @@ class _Expander:
                 node_port += [_Placement(service, port, ip, port.node_port, "NodePort", external_local)
                               for ip in self.node_port_addresses(families)]
         return cluster, external, node_port
+
+    def check_health_port(self, service: ServiceSpec) -> None:
+        """healthCheckNodePort is a NodePort too: outside the range, watch serves no health check on it."""
+        port, (low, high) = service.health_check_node_port, self.options.node_port_range
+        if port is not None and service.type == "LoadBalancer" and not low <= port <= high:
+            self.problem(service, "spec.healthCheckNodePort",
+                         f"{port} is outside --service-node-port-range {low}-{high}; no health check")
 
     def place(self, placement: _Placement, schedule: dict) -> None:
         service, port = placement.service, placement.port
@@ -326,7 +333,8 @@ class _Expander:
                 # What cannot be understood keeps what it had; with no readable address, nothing is removed.
                 self.protected.update(service.cluster_ips)
                 self.protected.update(e.ip for e in service.externals)
-                self.hold = self.hold or not service.addresses_known
+                if not service.addresses_known:
+                    self.holding.append(service.ref)
             if not self.wants(service):
                 continue
             schedule[(service.namespace, service.name)] = self.scheduler(service)
@@ -356,8 +364,8 @@ class _Expander:
                                 "externalTrafficPolicy Local and no endpoint on this node")
 
     def node_port_addresses(self, families: list[int]) -> list[str]:
-        if self.options.nodeport_bindon_all_ip:
-            return [ip for ip in self.local_ips if family_of(ip) in families]
+        if self.options.nodeport_bindon_all_ip:  # never a special address, whatever the host has
+            return [ip for ip in self.local_ips if family_of(ip) in families and special_reason(ip) is None]
         return [self.node_ips[f] for f in families if f in self.node_ips]
 
 
@@ -396,7 +404,7 @@ def _build_desired(snapshot: Snapshot, node_name: str, node_ips: dict[int, str],
         local_backends=frozenset(expander.local_backends),
         held=expander.held,
         protected_addresses=frozenset(expander.protected),
-        hold_removals=expander.hold,
+        holding=tuple(expander.holding),
         problems=tuple(problems),
         skipped=tuple(expander.skipped),
         notes={key: tuple(texts) for key, texts in expander.notes.items()},

@@ -67,8 +67,11 @@ def _service_name(obj) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def wanted_checks(snapshot: Snapshot, node_name: str) -> dict[tuple[str, str], HealthCheck]:
-    """The health checks this node serves, with its ready local endpoints per Service.
+def wanted_checks(snapshot: Snapshot, node_name: str, node_port_range: tuple[int, int] = (30000, 32767)
+                  ) -> dict[tuple[str, str], HealthCheck]:
+    """The health checks this node serves, with its ready local endpoints per Service. A port outside
+    --service-node-port-range is never listened on (the desired state reports it): a Service must not
+    make watch bind 22 or 10250.
 
     Only the few Local-policy LoadBalancer Services and their slices are parsed (their problems
     are already reported by the sync that read the same snapshot)."""
@@ -78,7 +81,9 @@ def wanted_checks(snapshot: Snapshot, node_name: str) -> dict[tuple[str, str], H
         if not wants_health_check(obj):
             continue
         service = service_spec(obj, scratch)
-        if service.health_check_node_port and service.name and not service.skip_reason:
+        low, high = node_port_range
+        if service.health_check_node_port and service.name and not service.skip_reason and \
+                low <= service.health_check_node_port <= high:
             ports[(service.namespace, service.name)] = service.health_check_node_port
     local: dict[tuple[str, str], set[str]] = {key: set() for key in ports}
     names = {name for _, name in ports}

@@ -57,9 +57,15 @@ class IncrementalDesired:
     """The desired state of every Service, with what each Service asked for and got."""
 
     def __init__(self, node_name: str, node_ips: dict[int, str], local_ips: list[str], options: ProxyOptions,
-                 host_addresses: frozenset[str] = frozenset(), base_problems: tuple = (), zone: str | None = None):
+                 host_addresses: frozenset[str] = frozenset(), base_problems: tuple = (), zone: str | None = None,
+                 last_readable: dict | None = None):
+        """`last_readable`: a previous instance's (watch rebuilds one at every full resync), so that what
+        a Service had when it could last be read outlives the rebuild."""
         self.node_name, self.node_ips, self.local_ips, self.zone = node_name, dict(node_ips), list(local_ips), zone
         self.options, self.host_addresses, self.base_problems = options, host_addresses, tuple(base_problems)
+        # Per Service, the virtual servers it won when its addresses could last be read: when they cannot
+        # be read any more, only those are kept (Desired.protected_keys), not every stale one on the node.
+        self.last_readable: dict[Ref, tuple[Key, ...]] = dict(last_readable or {})
         self._reset()
 
     def _reset(self) -> None:
@@ -79,6 +85,7 @@ class IncrementalDesired:
         self.held: dict[Key, frozenset[tuple[str, int]]] = {}  # listed endpoints not chosen (may drain)
         self.notes: dict[Ref, tuple[str, ...]] = {}  # what annotations or hints changed, for show
         self.protected: dict[Ref, frozenset[str]] = {}
+        self.protected_keys: dict[Ref, tuple[Key, ...]] = {}
         self.holding: set[Ref] = set()
         # Only the Services that have some: an event must not walk every Service to list them.
         self.expand_problems: dict[Ref, tuple[Problem, ...]] = {}
@@ -179,6 +186,7 @@ class IncrementalDesired:
     def _forget(self, ref: Ref) -> tuple[set[Key], set[str]]:
         outcome = self.outcomes.pop(ref, None)
         self.protected.pop(ref, None)
+        self.protected_keys.pop(ref, None)
         self.holding.discard(ref)
         self.expand_problems.pop(ref, None)
         self.skipped.pop(ref, None)
@@ -256,10 +264,26 @@ class IncrementalDesired:
                 self.skipped[ref] = tuple(skipped_of[ref])
             if spec.malformed:
                 self.protected[ref] = frozenset(spec.cluster_ips) | {e.ip for e in spec.externals}
-                if not spec.addresses_known:
-                    self.holding.add(ref)
+            if spec.malformed and not spec.addresses_known:
+                self._keep_last_readable(ref)
+            else:
+                self.last_readable[ref] = self.outcomes[ref].won
+        for ref in group - set(self.services):  # deleted: nothing of it is kept
+            self.last_readable.pop(ref, None)
         self.last_planned = len(group)
         return Change(frozenset(group), frozenset(keys), frozenset(ips))
+
+    def _keep_last_readable(self, ref: Ref) -> None:
+        """A Service whose addresses cannot be read keeps the virtual servers (and their service addresses)
+        it had when it last could be; only a Service never read since watch started holds every removal."""
+        won = self.last_readable.get(ref)
+        if won is None:
+            self.holding.add(ref)
+            return
+        self.protected_keys[ref] = won
+        node_addresses = set(self.node_ips.values()) | set(self.local_ips)  # NodePorts: their keys suffice
+        self.protected[ref] = self.protected.get(ref, frozenset()) | {key[1] for key in won
+                                                                      if key[1] not in node_addresses}
 
     # --- output ---
 
@@ -278,7 +302,9 @@ class IncrementalDesired:
             virtual_servers=tuple(servers), addresses=tuple(addresses), node_ips=dict(self.node_ips),
             origins=origins, backends=self.backends, local_backends=frozenset(self.local_backends), held=held,
             notes=notes,
-            protected_addresses=frozenset().union(*self.protected.values()), hold_removals=bool(self.holding),
+            protected_addresses=frozenset().union(*self.protected.values()),
+            protected_keys=frozenset(key for keys in self.protected_keys.values() for key in keys),
+            holding=tuple(f"Service {namespace}/{name}" for namespace, name in sorted(self.holding)),
             problems=self.problems(), skipped=tuple(line for lines in self.skipped.values() for line in lines))
 
     def desired(self) -> Desired:

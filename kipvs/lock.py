@@ -1,8 +1,10 @@
 """One writer at a time per node: watch, a cron sync and fix-routes must never interleave changes."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 from contextlib import contextmanager, nullcontext
 
@@ -24,12 +26,17 @@ def writer_lock(dry_run: bool, path: str, wait: float):
 def node_lock(path: str, wait: float):
     """Hold an exclusive flock on `path`, waiting up to `wait` seconds for another kipvs to finish."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # The lock is truncated and written: never through a symlink, never into a FIFO or a device.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except PermissionError:
         raise PermissionDenied(f"cannot open the lock file {path}: kipvs must run as root "
                                "(or with CAP_NET_ADMIN and a writable --lock-file)") from None
     except OSError as exc:
-        raise ConfigError(f"cannot open the lock file {path}: {exc.strerror} (--lock-file)") from None
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise ConfigError(f"cannot open the lock file {path}: {why} (--lock-file)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"the lock file {path} is not a regular file (--lock-file)")
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -1,61 +1,120 @@
-"""Prometheus metrics and /healthz for `kipvs watch`, in the text exposition format (no extra dependency)."""
+"""Prometheus metrics and /healthz for `kipvs watch`, through prometheus_client (the ecosystem's library:
+histograms with buckets, process_* and a build-info metric). Only watch mode imports this module.
+
+Besides kipvs's own series, kube-proxy's: the network programming latency (its SLI, from an
+EndpointSlice's last-change trigger time to the kernel write) and the sync durations of full and
+event syncs, with kube-proxy's buckets, so the same dashboards and alerts read both.
+"""
 from __future__ import annotations
 
+import platform
 import socket
 import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector,
+                               disable_created_metrics, generate_latest)
+from prometheus_client.core import CounterMetricFamily
+
+from kipvs import __version__
 from kipvs.errors import ConfigError
+from kipvs.programming_latency import latencies
 
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# kube-proxy's sync_{full,partial}_proxy_rules_duration_seconds: 1 ms doubling to 16 s.
+SYNC_BUCKETS = tuple(0.001 * 2 ** i for i in range(15))
+# kube-proxy's network_programming_duration_seconds: 0.25 s, 0.5 s, every second to 59 s, every 5 s to
+# 115 s, every 30 s from 2 to 5 minutes.
+PROGRAMMING_BUCKETS = (0.25, 0.5, *range(1, 60), *range(60, 120, 5), *range(120, 301, 30))
+# (ReflectorStats field, help) of the kipvs_reflector_<field>_total counters
+REFLECTOR_SERIES = (("watch_restarts", "Watch streams that ended and were started again."),
+                    ("relists_410", "Re-lists after 410 Gone."),
+                    ("errors", "List or watch failures (retried with backoff)."),
+                    ("lists", "Complete lists."),
+                    ("watches", "Watch requests the API server accepted."))
+
+disable_created_metrics()  # no *_created series: kube-proxy (Go client, text format) sends none either
 
 
 class Metrics:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.buckets = [0] * (len(BUCKETS) + 1)
-        self.duration_sum = 0.0
-        self.syncs = 0
-        self.sync_errors = 0
-        self.commands = 0
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.duration = Histogram("kipvs_sync_duration_seconds", "Time of one sync (read, plan, apply, verify).",
+                                  buckets=BUCKETS, registry=registry)
+        self.full_duration = Histogram(
+            "kipvs_sync_full_duration_seconds", "Time of one full sync: the kernel read and every Service "
+            "recomputed (at start, after a re-list, every --sync-period).", buckets=SYNC_BUCKETS, registry=registry)
+        self.event_duration = Histogram(
+            "kipvs_sync_event_duration_seconds", "Time of one event sync: only the changed Services, planned "
+            "against the kernel the last sync verified.", buckets=SYNC_BUCKETS, registry=registry)
+        self.programming = Histogram(
+            "kipvs_network_programming_duration_seconds", "From an EndpointSlice's "
+            "endpoints.kubernetes.io/last-change-trigger-time to the sync that wrote it into the kernel "
+            "(kube-proxy's network_programming_duration_seconds).", buckets=PROGRAMMING_BUCKETS, registry=registry)
+        self.sync_errors = Counter("kipvs_sync_errors_total", "Syncs that failed or did not converge.",
+                                   registry=registry)
+        self.commands = Counter("kipvs_commands_applied_total", "Commands sent to ip, ipvsadm and sysctl.",
+                                registry=registry)
+        self.last_success_gauge = Gauge("kipvs_last_successful_sync_timestamp_seconds",
+                                        "Unix time of the last converged sync.", registry=registry)
+        self.converged = Gauge("kipvs_sync_converged", "1 when the last sync left the kernel as wanted.",
+                               registry=registry)
+        self.remaining = Gauge("kipvs_sync_remaining_differences", "What still differed after the last sync.",
+                               registry=registry)
+        self.services = Gauge("kipvs_services", "Services programmed.", registry=registry)
+        self.virtual_servers = Gauge("kipvs_virtual_servers", "IPVS virtual servers programmed.", registry=registry)
+        self.real_servers = Gauge("kipvs_real_servers", "IPVS real servers programmed.", registry=registry)
+        Info("kipvs_build", "kipvs's version and the Python that runs it.", registry=registry).info(
+            {"version": __version__, "python_version": platform.python_version(),
+             "python_implementation": platform.python_implementation()})
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        self.reflector_stats: dict[str, object] = {}
+        registry.register(_ReflectorCollector(self))
         self.last_success = 0.0  # unix time
         self.last_success_monotonic: float | None = None
         # Liveness follows syncs that completed, converged or not: one Service whose line keeps failing
         # is a problem and a metric (kipvs_sync_converged, kipvs_sync_remaining_differences), and
         # restarting kipvs would not fix it.
         self.last_completed_monotonic: float | None = None
-        self.converged = 0
-        self.remaining = 0
-        self.services = 0
-        self.virtual_servers = 0
-        self.real_servers = 0
-        self.reflector_stats: dict[str, object] = {}
-        # More lines for /metrics, read when scraped (outside the lock: they may run a command).
-        self.collectors: list[Callable[[], list[str]]] = []
+
+    def add_collector(self, collector) -> None:
+        """More series for /metrics, collected when scraped (prometheus_client's Collector: `collect()`)."""
+        self.registry.register(collector)
 
     def observe_sync(self, seconds: float, ok: bool, commands: int, services: int, virtual_servers: int,
-                     real_servers: int, remaining: int = 0) -> None:
+                     real_servers: int, remaining: int = 0, full: bool | None = None) -> None:
+        """One completed sync; `full`: which of the full/event histograms it also goes to (None: neither)."""
+        self.duration.observe(seconds)
+        if full is not None:
+            (self.full_duration if full else self.event_duration).observe(seconds)
+        self.commands.inc(commands)
+        self.converged.set(int(ok))
+        self.remaining.set(remaining)
+        if ok:
+            now = time.time()
+            self.last_success_gauge.set(now)
+            self.services.set(services)
+            self.virtual_servers.set(virtual_servers)
+            self.real_servers.set(real_servers)
+        else:
+            self.sync_errors.inc()
         with self.lock:
             self.last_completed_monotonic = time.monotonic()
-            self.converged, self.remaining = int(ok), remaining
-            self.syncs += 1
-            self.duration_sum += seconds
-            index = next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
-            self.buckets[index] += 1
-            self.commands += commands
             if ok:
-                self.last_success = time.time()
-                self.last_success_monotonic = time.monotonic()
-                self.services, self.virtual_servers, self.real_servers = services, virtual_servers, real_servers
-            else:
-                self.sync_errors += 1
+                self.last_success, self.last_success_monotonic = now, time.monotonic()
 
     def observe_error(self) -> None:
-        with self.lock:
-            self.sync_errors += 1
+        self.sync_errors.inc()
+
+    def observe_programmed(self, trigger_times: list[float], written_at: float) -> None:
+        """The EndpointSlice changes (their trigger times, unix seconds) a converged sync wrote at `written_at`."""
+        for seconds in latencies(trigger_times, written_at):
+            self.programming.observe(seconds)
 
     def age(self) -> float | None:
         """Seconds since the last completed sync (None before the first)."""
@@ -63,40 +122,23 @@ class Metrics:
             return None if self.last_completed_monotonic is None else time.monotonic() - self.last_completed_monotonic
 
     def render(self) -> str:
-        extra = [line for collect in self.collectors for line in collect()]
-        with self.lock:
-            lines = ["# HELP kipvs_sync_duration_seconds Time of one sync (read, plan, apply, verify).",
-                     "# TYPE kipvs_sync_duration_seconds histogram"]
-            cumulative = 0
-            for bound, count in zip(BUCKETS, self.buckets):
-                cumulative += count
-                lines.append(f'kipvs_sync_duration_seconds_bucket{{le="{bound}"}} {cumulative}')
-            lines += [f'kipvs_sync_duration_seconds_bucket{{le="+Inf"}} {self.syncs}',
-                      f"kipvs_sync_duration_seconds_sum {self.duration_sum:.6f}",
-                      f"kipvs_sync_duration_seconds_count {self.syncs}"]
-            gauges = [
-                ("kipvs_sync_errors_total", "counter", "Syncs that failed or did not converge.", self.sync_errors),
-                ("kipvs_commands_applied_total", "counter", "Commands sent to ip, ipvsadm and sysctl.", self.commands),
-                ("kipvs_last_successful_sync_timestamp_seconds", "gauge", "Unix time of the last converged sync.",
-                 self.last_success),
-                ("kipvs_sync_converged", "gauge", "1 when the last sync left the kernel as wanted.", self.converged),
-                ("kipvs_sync_remaining_differences", "gauge", "What still differed after the last sync.",
-                 self.remaining),
-                ("kipvs_services", "gauge", "Services programmed.", self.services),
-                ("kipvs_virtual_servers", "gauge", "IPVS virtual servers programmed.", self.virtual_servers),
-                ("kipvs_real_servers", "gauge", "IPVS real servers programmed.", self.real_servers),
-            ]
-            for name, kind, help_text, value in gauges:
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
-            for name, help_text in (("watch_restarts", "Watch streams restarted."),
-                                    ("relists_410", "Re-lists after 410 Gone."),
-                                    ("errors", "List or watch failures (retried with backoff)."),
-                                    ("lists", "Complete lists.")):
-                lines += [f"# HELP kipvs_reflector_{name}_total {help_text}",
-                          f"# TYPE kipvs_reflector_{name}_total counter"]
-                for resource, stats in sorted(self.reflector_stats.items()):
-                    lines.append(f'kipvs_reflector_{name}_total{{resource="{resource}"}} {getattr(stats, name)}')
-            return "\n".join(lines + extra) + "\n"
+        """/metrics in the text exposition format."""
+        return generate_latest(self.registry).decode()
+
+
+class _ReflectorCollector:
+    """kipvs_reflector_*_total{resource}: the reflectors' own counters, read when scraped."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        stats = sorted(self.metrics.reflector_stats.items())
+        for name, help_text in REFLECTOR_SERIES:
+            family = CounterMetricFamily(f"kipvs_reflector_{name}_total", help_text, labels=["resource"])
+            for resource, values in stats:
+                family.add_metric([resource], getattr(values, name))
+            yield family
 
 
 class _Server(ThreadingHTTPServer):
@@ -122,7 +164,7 @@ def serve(metrics: Metrics, address: tuple[str, int], max_age: float) -> Threadi
 
         def do_GET(self):
             if self.path == "/metrics":
-                code, body, ctype = 200, metrics.render(), "text/plain; version=0.0.4"
+                code, body, ctype = 200, metrics.render(), TEXT_FORMAT
             elif self.path == "/healthz":
                 age = metrics.age()
                 healthy = age is not None and age <= max_age

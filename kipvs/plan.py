@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kipvs.config import ProxyOptions
 from kipvs.desired import Desired
@@ -24,6 +25,7 @@ from kipvs.runner import Batch
 class Plan:
     batches: list[Batch] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    held: int = 0  # stale virtual servers and addresses not removed: a Service's addresses could not be read
 
     @property
     def empty(self) -> bool:
@@ -62,28 +64,35 @@ def _real_server_line(op: str, vs: VirtualServer, rs: RealServer) -> str:
     return f"{op} {vs.service_args()} -r {host_port(rs.ip, rs.port)} {rs.options_args()}"
 
 
-def unwanted(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> tuple[list[VirtualServer],
-                                                                                      list[VirtualServer]]:
-    """Kernel virtual servers the cluster does not want: (kipvs's own, which sync removes; the rest,
-    which nobody touches). Those of a broken Service's addresses are in neither: they are kept."""
+class Unwanted(NamedTuple):
+    stale: list[VirtualServer]    # kipvs's own: sync removes them
+    foreign: list[VirtualServer]  # not kipvs's: nobody touches them
+    held: list[VirtualServer]     # kipvs's own, kept while a Service cannot be read (Desired.holding)
+
+
+def unwanted(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Unwanted:
+    """Kernel virtual servers the cluster does not want. Those of a broken Service's addresses (or
+    the ones it had when it could last be read) are none of these: they are simply kept."""
     dummy_ips = owned_addresses(kernel.net, desired, options.interface)
     node_addresses = {a.ip for a in kernel.net.addresses if a.interface != options.interface} | \
         set(desired.node_ips.values())
     wanted = {vs.key for vs in desired.virtual_servers}
-    stale, foreign = [], []
+    stale, foreign, held = [], [], []
     for vs in kernel.rules:
         if vs.key in wanted:
             continue
         if not is_owned(vs, dummy_ips, node_addresses, options):
             foreign.append(vs)
-        elif vs.ip not in desired.protected_addresses and not desired.hold_removals:
-            stale.append(vs)
-    return stale, foreign
+        elif vs.ip not in desired.protected_addresses and vs.key not in desired.protected_keys:
+            (held if desired.holding else stale).append(vs)
+    return Unwanted(stale, foreign, held)
 
 
 def plan_ipvs(desired: Desired, kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> list[str]:
-    lines = [f"-D {vs.service_args()}" for vs in unwanted(desired, kernel, options)[0]]
+    stale, _, held = unwanted(desired, kernel, options)
+    lines = [f"-D {vs.service_args()}" for vs in stale]
     plan.counts["virtual servers removed"] += len(lines)
+    plan.held += len(held)
     current = {vs.key: vs for vs in kernel.rules}
     for vs in desired.virtual_servers:
         have = current.get(vs.key)
@@ -148,9 +157,11 @@ def plan_addresses(desired: Desired, net: NetFacts, options: ProxyOptions, plan:
             lines += check.lines
     plan.counts["routes fixed"] += sum(1 for c in checks if c.lines)
     wanted = set(desired.addresses)
-    stale = [] if desired.hold_removals else \
-        [a for ip, a in present.items()
-         if ip not in wanted and ip not in desired.protected_addresses and not options.excluded(ip)]
+    stale = [a for ip, a in present.items()
+             if ip not in wanted and ip not in desired.protected_addresses and not options.excluded(ip)]
+    if desired.holding:
+        plan.held += len(stale)
+        stale = []
     for address in stale:
         # The kernel removes only the local route it made; the one with the node IP as source would stay
         # behind. It goes first: after the address, the kernel may already have taken it (IPv6), and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -52,6 +53,20 @@ class SyncResult:
     def converged(self) -> bool:
         return not self.remaining
 
+    @property
+    def held(self) -> int:
+        """Stale virtual servers and addresses kept because a Service's addresses could not be read."""
+        return self.plan.held
+
+    def held_line(self) -> str:
+        """What is held and why, for stderr ("" when nothing is)."""
+        if not self.held:
+            return ""
+        services = self.desired.holding
+        named = ", ".join(services[:5]) + (f" and {len(services) - 5} more" if len(services) > 5 else "")
+        return (f"{self.held} stale virtual server(s) and address(es) not removed: the addresses of {named} "
+                "could not be read, so what it had is unknown (fix or delete it)")
+
     def summary(self) -> str:
         vs = len(self.desired.virtual_servers)
         rs = sum(len(v.real_servers) for v in self.desired.virtual_servers)
@@ -63,6 +78,8 @@ class SyncResult:
             text += f"; {len(self.desired.problems)} problem(s) in cluster objects"
         if self.remaining:
             text += f"; NOT CONVERGED, {len(self.remaining)} difference(s) remain"
+        if self.held:
+            text += f"; NOT CONVERGED, {self.held} removal(s) held for {len(self.desired.holding)} unreadable Service(s)"
         return text + f" ({self.seconds:.2f}s)"
 
 
@@ -165,16 +182,35 @@ def compute(snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kerne
 
 
 def load_record(runner: Runner, path: str | None) -> dict[str, float]:
-    """The drain record ({drain name: start time}); an unreadable one counts as empty (drains restart)."""
-    text = runner.read_file(path) if path else None
+    """The drain record ({drain name: start time}). It is only a cache of clocks: whatever is wrong with it
+    (missing, a directory, a FIFO, a device, too large, not ASCII, not JSON, numbers out of range) is one
+    warning, and it is rebuilt from what this sync sees (those drains start their grace period again)."""
+    if not path:
+        return {}
     try:
+        text = runner.read_file(path)
         record = json.loads(text) if text else {}
-    except ValueError:
-        log.warning("drain record %s is not JSON: starting it again", path)
+    except (OSError, ValueError, RecursionError) as exc:  # not ASCII, not JSON, a number int() refuses, too deep
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        log.warning("drain record %s is unusable (%s): starting it again", path, why)
         return {}
     if not isinstance(record, dict):
+        log.warning("drain record %s is not a JSON object: starting it again", path)
         return {}
-    return {k: float(v) for k, v in record.items() if isinstance(k, str) and isinstance(v, (int, float))}
+    now = time.time()
+    kept = {key: float(value) for key, value in record.items() if isinstance(key, str) and _plausible_time(value, now)}
+    if len(kept) < len(record):
+        log.warning("drain record %s: %d entr(ies) without a possible start time dropped (those drains start "
+                    "their grace period again)", path, len(record) - len(kept))
+    return kept
+
+
+def _plausible_time(value, now: float) -> bool:
+    """A start time a drain can have: a finite number of seconds, not in the future (an int of 400 digits
+    would not even convert to a float)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= now + 60 and \
+        math.isfinite(value)
 
 
 def with_draining(runner: Runner, desired: Desired, kernel: KernelFacts, options: ProxyOptions,

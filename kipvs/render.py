@@ -127,6 +127,10 @@ def show_view(report: dict) -> Group:
         parts.append(lines)
     if report["foreign_virtual_servers"]:
         parts.append(Text("not kipvs's, left alone: " + ", ".join(report["foreign_virtual_servers"]), style="dim"))
+    held = report.get("removals_held") or {}
+    if held.get("count"):
+        parts.append(Text(f"removals held: {held['count']} stale virtual server(s) and address(es) kept, because "
+                          f"the addresses of {', '.join(held['services'])} could not be read", style="red"))
     for problem in report["problems"]:
         parts.append(Text(f"problem: {problem['text']}", style="yellow"))
     return Group(*parts)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 
+from kipvs.addresses import special_reason
 from kipvs.errors import ConfigError
 from kipvs.model import InterfaceAddress, LocalRoute, NetFacts, canonical_ip, family_of, known_family
 
@@ -167,9 +168,9 @@ def default_route_node_ips(facts: NetFacts) -> dict[int, str]:
 
 def unusable_node_ip(ip: str, facts: NetFacts, interface: str | None) -> str | None:
     """Why `ip` cannot be the source of the repaired routes, or None."""
-    address = ipaddress.ip_address(ip)
-    if address.is_loopback or address.is_unspecified or address.is_multicast or address.is_link_local:
-        return "a loopback, unspecified, multicast or link-local address"
+    why = special_reason(ip)
+    if why:
+        return why
     held_by = {a.interface for a in facts.addresses if a.ip == ip}
     if interface and held_by == {interface}:  # on eth0 too, it is still the node's own address
         return f"a service address on {interface} (the broken source itself)"

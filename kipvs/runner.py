@@ -17,12 +17,14 @@ from typing import TextIO
 
 import sh
 
-from kipvs.errors import CommandFailed, NoDummy, NoIPVS, PermissionDenied, ToolMissing
+from kipvs.bounded_read import read_regular
+from kipvs.errors import CommandFailed, KipvsError, NoDummy, NoIPVS, PermissionDenied, ToolMissing
 from kipvs.spawn import CommandHelper, HelperLost, start
 
 log = logging.getLogger("kipvs.runner")
 
 DEFAULT_TIMEOUT = 60.0
+SMALL_FILE_BYTES = 1 << 20
 PACKAGE_OF = {"ip": "iproute2", "ipvsadm": "ipvsadm"}
 PACKAGE_OF.update({f"{c}-{b}-{op}": "iptables" for c in ("iptables", "ip6tables") for b in ("legacy", "nft")
                    for op in ("save", "restore")})
@@ -50,8 +52,39 @@ class Batch:
         """Each line as the standalone command it stands for (what --dry-run prints); restore input
         as a shell here-document, exactly as it is fed to the tool."""
         if self.tool not in LINE_PREFIX:
-            return [" ".join(BATCH_ARGV[self.tool]) + " <<'EOF'", *self.lines, "EOF"]
+            marker = here_document_marker(self.lines)
+            return [" ".join(BATCH_ARGV[self.tool]) + f" <<'{marker}'", *self.lines, marker]
         return [f"{LINE_PREFIX[self.tool]} {line}" for line in self.lines]
+
+    def check(self) -> None:
+        """BatchRefused unless every line stays one line (no line break, no NUL), in slices so that a
+        dry run's 665,000 lines are never joined whole."""
+        lines = self.lines
+        for start in range(0, len(lines), 4096):
+            part = lines[start:start + 4096]
+            text = "\n".join(part)
+            if text.count("\n") != len(part) - 1 or "\0" in text or "\r" in text:
+                raise BatchRefused(f"a {self.tool} batch line holds a line break or NUL: nothing of it is run")
+
+    def text(self) -> str:
+        """The batch as its tool reads it on stdin: one line per planned command (checked)."""
+        self.check()
+        return "\n".join(self.lines) + "\n"
+
+
+class BatchRefused(KipvsError):
+    """A planned line that would be read as more than one (kipvs renders lines from typed values, so this is
+    a bug; refusing is what keeps it from becoming a command)."""
+
+
+def here_document_marker(lines) -> str:
+    """`EOF`, or the first of EOF1, EOF2, ... that is no line of the document: the body never ends it early."""
+    taken = set(lines)
+    marker, n = "EOF", 0
+    while marker in taken:
+        n += 1
+        marker = f"EOF{n}"
+    return marker
 
 
 @dataclass(frozen=True)
@@ -135,10 +168,11 @@ class Runner:
         return result.stdout
 
     def read_file(self, path: str) -> str | None:
-        """A kernel file such as /proc/sys/net/ipv4/vs/conntrack; None when it does not exist."""
+        """A small file: a kernel one such as /proc/sys/net/ipv4/vs/conntrack, or kipvs's drain record.
+        None when it does not exist; OSError when it is not a regular file or larger than 1 MiB
+        (kipvs.bounded_read), UnicodeDecodeError when it is not ASCII."""
         try:
-            with open(path, encoding="ascii") as f:
-                return f.read()
+            return read_regular(path, SMALL_FILE_BYTES).decode("ascii")
         except FileNotFoundError:
             return None
 
@@ -161,10 +195,11 @@ class Runner:
                 for line in batch.command_lines():
                     log.info("%s", line)
             if batch.tool == "sysctl":
+                batch.check()
                 results.append(self._write_sysctls(batch.lines))
                 continue
             argv = BATCH_ARGV[batch.tool]
-            result = self._exec(argv, "\n".join(batch.lines) + "\n")
+            result = self._exec(argv, batch.text())
             log.debug("%s: %d lines in %.3fs", " ".join(argv), len(batch.lines), result.seconds)
             if result.returncode != 0 or result.error_lines:
                 error = classify_failure(list(argv), result.returncode, result.stderr)
@@ -216,6 +251,7 @@ class DryRunRunner(Runner):
         if self.out is None:
             return []
         for batch in batches:
+            batch.check()  # a line that would be read as two is never printed either (`| sh` runs it)
             # Line by line: 665,000 lines of a 50,000-Service dry run are not kept or joined in memory.
             prefix = LINE_PREFIX.get(batch.tool)
             if prefix is None:  # restore input: one here-document, as Batch.command_lines prints it

@@ -6,6 +6,9 @@ while watch may sync several times a second during a rollout, and a sync must no
 listings of every virtual and real server (about 1 s per 10,000 lines under the lab's UML). A
 listing younger than `min_interval` is reused, so scrapers hammering /metrics cannot run ipvsadm
 more than once per interval, and concurrent scrapes share one read.
+
+The kernel's cumulative counters are typed gauge, as kube-router types the same series: the
+Prometheus client names every counter *_total, and these keep kube-router's names.
 """
 from __future__ import annotations
 
@@ -14,51 +17,49 @@ import threading
 import time
 from typing import Callable
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from kipvs.errors import KipvsError
 from kipvs.facts.ipvs_stats import Traffic, read_traffic
 from kipvs.runner import Runner
 
 log = logging.getLogger("kipvs.metrics")
 
-# (kube-router's name after its prefix, Prometheus type, help, Traffic field)
+# (kube-router's name after its prefix, help, Traffic field)
 SERIES = (
-    ("total_connections", "counter", "Connections to the virtual server since it was created.", "connections"),
-    ("packets_in", "counter", "Packets received by the virtual server.", "packets_in"),
-    ("packets_out", "counter", "Packets sent by the virtual server.", "packets_out"),
-    ("bytes_in", "counter", "Bytes received by the virtual server.", "bytes_in"),
-    ("bytes_out", "counter", "Bytes sent by the virtual server.", "bytes_out"),
-    ("pps_in", "gauge", "Incoming packets per second (kernel estimator).", "pps_in"),
-    ("pps_out", "gauge", "Outgoing packets per second (kernel estimator).", "pps_out"),
-    ("cps", "gauge", "Connections per second (kernel estimator).", "cps"),
-    ("bps_in", "gauge", "Incoming bytes per second (kernel estimator).", "bps_in"),
-    ("bps_out", "gauge", "Outgoing bytes per second (kernel estimator).", "bps_out"),
+    ("total_connections", "Connections to the virtual server since it was created.", "connections"),
+    ("packets_in", "Packets received by the virtual server since it was created.", "packets_in"),
+    ("packets_out", "Packets sent by the virtual server since it was created.", "packets_out"),
+    ("bytes_in", "Bytes received by the virtual server since it was created.", "bytes_in"),
+    ("bytes_out", "Bytes sent by the virtual server since it was created.", "bytes_out"),
+    ("pps_in", "Incoming packets per second (kernel estimator).", "pps_in"),
+    ("pps_out", "Outgoing packets per second (kernel estimator).", "pps_out"),
+    ("cps", "Connections per second (kernel estimator).", "cps"),
+    ("bps_in", "Incoming bytes per second (kernel estimator).", "bps_in"),
+    ("bps_out", "Outgoing bytes per second (kernel estimator).", "bps_out"),
 )
+LABELS = ("namespace", "service", "vip", "protocol", "port")
 
 
-def _label(value: str) -> str:
-    """A Prometheus label value: backslash, quote and newline escaped (names come from the cluster)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def render_traffic(traffic: dict[tuple, Traffic], origins: dict[tuple, object]) -> list[str]:
-    """Exposition lines for the virtual servers kipvs programmed (`origins`: key -> Origin); others'
-    virtual servers are not ours to report."""
+def traffic_families(traffic: dict[tuple, Traffic], origins: dict[tuple, object]) -> list[GaugeMetricFamily]:
+    """The kipvs_service_* families of the virtual servers kipvs programmed (`origins`: key -> Origin);
+    others' virtual servers are not ours to report."""
     rows = []
     for key in sorted(k for k in traffic if k in origins):
         origin = origins[key]
         protocol, vip, port = key
-        labels = f'namespace="{_label(origin.namespace)}",service="{_label(origin.name)}",vip="{vip}",' \
-                 f'protocol="{protocol.upper()}",port="{port}"'
-        rows.append((labels, traffic[key]))
-    lines = []
-    for name, kind, help_text, field in SERIES:
-        lines += [f"# HELP kipvs_service_{name} {help_text}", f"# TYPE kipvs_service_{name} {kind}"]
-        lines += [f"kipvs_service_{name}{{{labels}}} {getattr(value, field)}" for labels, value in rows]
-    return lines
+        rows.append(([origin.namespace, origin.name, vip, protocol.upper(), str(port)], traffic[key]))
+    families = []
+    for name, help_text, field in SERIES:
+        family = GaugeMetricFamily(f"kipvs_service_{name}", help_text, labels=LABELS)
+        for labels, value in rows:
+            family.add_metric(labels, getattr(value, field))
+        families.append(family)
+    return families
 
 
 class TrafficMetrics:
-    """A /metrics collector (Metrics.collectors): reads the counters on scrape, at most every `min_interval`."""
+    """A /metrics collector (Metrics.add_collector): reads the counters on scrape, at most every `min_interval`."""
 
     def __init__(self, runner: Runner, origins: Callable[[], dict], min_interval: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -87,10 +88,10 @@ class TrafficMetrics:
                 self.read_at = now
             return self.traffic
 
-    def render(self) -> list[str]:
-        lines = render_traffic(self.current(), self.origins())
-        return lines + [
-            "# HELP kipvs_service_stats_read_seconds Time of the last read of the IPVS counters.",
-            "# TYPE kipvs_service_stats_read_seconds gauge", f"kipvs_service_stats_read_seconds {self.read_seconds:.6f}",
-            "# HELP kipvs_service_stats_errors_total Failed reads of the IPVS counters.",
-            "# TYPE kipvs_service_stats_errors_total counter", f"kipvs_service_stats_errors_total {self.errors}"]
+    def collect(self):
+        """prometheus_client's Collector protocol: called on every scrape of /metrics."""
+        yield from traffic_families(self.current(), self.origins())
+        yield GaugeMetricFamily("kipvs_service_stats_read_seconds", "Time of the last read of the IPVS counters.",
+                                value=self.read_seconds)
+        yield CounterMetricFamily("kipvs_service_stats_errors_total", "Failed reads of the IPVS counters.",
+                                  value=self.errors)

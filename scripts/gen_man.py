@@ -70,8 +70,9 @@ def metrics() -> list[str]:
 
     traffic = TrafficMetrics(None, dict, clock=lambda: 0.0)
     traffic.read_at = 0.0  # never read the kernel here
-    lines = Metrics().render().splitlines() + traffic.render()
-    found = [line.split(" ", 3)[2:] for line in lines if line.startswith("# HELP ")]
+    metrics = Metrics()
+    metrics.add_collector(traffic)
+    found = [line.split(" ", 3)[2:] for line in metrics.render().splitlines() if line.startswith("# HELP ")]
     intro = ("On --metrics-addr, /metrics serves these series (Prometheus text format); the kipvs_service_* ones, "
              "kube-router's kube_router_service_* renamed, are labelled namespace, service, vip, protocol and "
              "port, for kipvs's own virtual servers only, and read from the kernel at most every 5 s. /healthz "

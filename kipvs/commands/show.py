@@ -87,7 +87,7 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
         services.setdefault((namespace, name), {"namespace": namespace, "name": name, "virtual_servers": []})
     for entry in services.values():
         entry["notes"] = list(desired.notes.get((entry["namespace"], entry["name"]), ()))
-    stale, foreign = unwanted(desired, kernel, options)
+    stale, foreign, held = unwanted(desired, kernel, options)
     present = {a.ip for a in kernel.net.addresses_on(options.interface) if not a.is_link_local}
     sources: dict[str, list] = {}
     for route in kernel.net.local_routes:
@@ -120,7 +120,7 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
                                         if v["state"] == "missing"],
             "different_virtual_servers": [v["label"] for s in entries for v in s["virtual_servers"]
                                           if v["state"] == "different"],
-            "extra_virtual_servers": [vs.label() for vs in stale],
+            "extra_virtual_servers": [vs.label() for vs in stale + held],
             "missing_addresses": [ip for ip in desired.addresses if ip not in present],
             "extra_addresses": sorted(present - set(desired.addresses)),
             "wrong_routes": [r["address"] for r in routes if not r["ok"]],
@@ -129,8 +129,10 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
         "netfilter": netfilter,
         "foreign_virtual_servers": [vs.label() for vs in foreign],
         "problems": [problem_fields(p) for p in desired.problems],
+        # Stale state kept because a Service's addresses could not be read (sync removes none of it).
+        "removals_held": {"count": plan.held, "services": list(desired.holding)},
         "skipped": list(desired.skipped),
-        "in_sync": plan.empty and not netfilter_lines,
+        "in_sync": plan.empty and not netfilter_lines and not plan.held,
     }
 
 

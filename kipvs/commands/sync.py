@@ -1,6 +1,7 @@
 """`kipvs sync`: one reconcile of IPVS, service addresses and local routes, verified afterwards."""
 from __future__ import annotations
 
+import logging
 import time
 
 from kipvs.config import ProxyOptions, RunOptions, SourceOptions
@@ -9,6 +10,8 @@ from kipvs.errors import ExitStatus
 from kipvs.lock import writer_lock
 from kipvs.output import emit_json, progress_reporter, report_problems, summary
 from kipvs.reconcile import finish_sync, load_cluster, start_sync
+
+log = logging.getLogger("kipvs.sync")
 
 
 def run_sync(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions) -> ExitStatus:
@@ -21,10 +24,14 @@ def run_sync(env: Environment, source: SourceOptions, options: ProxyOptions, run
         result = finish_sync(runner, planned, options, progress)
     result.seconds = time.monotonic() - started  # the time reported includes reading and parsing the cluster
     report_problems(result.desired.problems)
+    if result.held:
+        log.error("removals held: %s", result.held_line())
     if run.json:
         emit_json(env, {"counts": dict(result.plan.counts), "commands": result.plan.command_lines(),
+                        "removals_held": result.held, "holding": list(result.desired.holding),
                         "remaining": result.remaining, "problems": [str(p) for p in result.desired.problems],
                         "converged": result.converged, "dry_run": run.dry_run, "seconds": round(result.seconds, 3)})
     else:
         summary(env, result.summary())
-    return ExitStatus.OK if result.converged else ExitStatus.DRIFT
+    # Held removals are drift too: cron must notice a node that cannot remove what is stale.
+    return ExitStatus.OK if result.converged and not result.held else ExitStatus.DRIFT

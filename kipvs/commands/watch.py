@@ -27,6 +27,7 @@ from kipvs.incremental import Change, IncrementalDesired, KernelIndex
 from kipvs.lock import node_lock
 from kipvs.metrics import Metrics, serve
 from kipvs.output import ProblemLog
+from kipvs.programming_latency import trigger_time
 from kipvs.reconcile import (NodeIdentity, SyncResult, apply_and_verify, check_complete, node_facts, remove_owned,
                              sync_once, warn_missing_families, with_netfilter)
 from kipvs.runner import Runner
@@ -63,7 +64,7 @@ def api_resources(api_client, node_name: str | None = None) -> list[Resource]:
         if node_name else core.list_node
     return [Resource("Service", "v1", core.list_service_for_all_namespaces),
             Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces,
-                     compact=parse_endpoint_slice_early),
+                     compact=parse_endpoint_slice_early, trigger_time=trigger_time),
             Resource("Node", "v1", list_node)]
 
 
@@ -121,7 +122,7 @@ class Watcher:
         lock = node_lock(self.settings.lock_file, self.settings.lock_timeout) if self.settings.lock_file \
             else nullcontext()
         started = time.monotonic()
-        (services_relisted, services), (slices_relisted, slices), (nodes_relisted, nodes) = \
+        (services_relisted, services, _), (slices_relisted, slices, triggers), (nodes_relisted, nodes, _) = \
             (r.drain() for r in self.reflectors)
         full = full or self.state is None or self.kernel is None or services_relisted or slices_relisted or \
             ((nodes_relisted or bool(nodes)) and self._node_changed())
@@ -145,20 +146,23 @@ class Watcher:
                 self.drain_check_at = time.monotonic() + self.settings.drain_recheck
             return None
         self.metrics.observe_sync(time.monotonic() - started, result.converged, result.plan.command_count,
-                                  *self.state.counts(), len(result.remaining))
+                                  *self.state.counts(), len(result.remaining), full=full)
+        if result.converged:  # what a sync that did not converge drops, kube-proxy's failed syncs drop too
+            self.metrics.observe_programmed(triggers, time.time())
         self.last_result = result
         self._track_drains(result, None if full else self.last_change)
         self.sync_count += 1
         if self.health and (full or self._health_affected(services, bool(nodes))):
             snapshot = self.snapshot()
-            self.health_problems = self.health.update(wanted_checks(snapshot, self.node.name),
-                                                      list(result.desired.node_ips.values()),
+            checks = wanted_checks(snapshot, self.node.name, self.options.node_port_range)
+            self.health_problems = self.health.update(checks, list(result.desired.node_ips.values()),
                                                       node_eligible(snapshot, self.node.name))
         if result.netfilter is not None:
             self.netfilter_problems = result.netfilter.problems
             self._keep_backend(result.netfilter.backend)
         carried = () if result.netfilter is not None else tuple(self.netfilter_problems)
-        self.problem_log.update(result.desired.problems + carried + tuple(self.health_problems))
+        held = (f"removals held: {result.held_line()}",) if result.held else ()
+        self.problem_log.update(result.desired.problems + carried + tuple(self.health_problems) + held)
         level = logging.INFO if not result.plan.empty or not result.converged else logging.DEBUG
         if full:
             log.log(level, "%s", result.summary())
@@ -170,7 +174,8 @@ class Watcher:
         """The planner of a full sync: every Service recomputed, kept for the event syncs that follow."""
         facts = node_facts(snapshot, node, options, kernel)
         self.state = IncrementalDesired(node.name, facts.node_ips, facts.local_ips, options, facts.host_addresses,
-                                        facts.problems, facts.zone)
+                                        facts.problems, facts.zone,
+                                        last_readable=self.state.last_readable if self.state else None)
         self.state.rebuild(snapshot.services, snapshot.endpoint_slices)
         desired = self.state.desired()
         warn_missing_families(desired, node)
@@ -306,7 +311,7 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
     watcher = Watcher(api_resources(api_client, source.node_name), runner,
                       NodeIdentity(source.node_name, source.node_ips), options, settings, metrics,
                       origin=api_client.configuration.host)
-    metrics.collectors.append(TrafficMetrics(runner, watcher.origins).render)
+    metrics.add_collector(TrafficMetrics(runner, watcher.origins))
     watcher.health = HealthServers(lambda: (age := metrics.age()) is not None and age <= max_age,
                                    lambda: metrics.last_success or None, time.time)
     if healthz:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kipvs.addresses import address_token, network_token
 from kipvs.cluster import Problem, find_node, load_balancer_source_ranges, node_pod_cidrs, service_key, service_spec
 from kipvs.config import NetfilterOptions
 from kipvs.desired import LOCAL_ANNOTATION, Desired
@@ -30,6 +31,7 @@ NAT_JUMP = ('-m comment --comment "kipvs: masquerade and hairpin" -m ipvs --vdir
             f'-j {NAT_CHAIN}')
 FILTER_JUMP = f'-m comment --comment "kipvs: service address firewall" -j {FILTER_CHAIN}'
 ICMP = {4: "icmp", 6: "ipv6-icmp"}
+PROTOCOL_TOKEN = {"tcp": "tcp", "udp": "udp", "sctp": "sctp"}  # a closed set: anything else is a KeyError
 REJECT = {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"}
 
 
@@ -65,16 +67,19 @@ class DesiredNetfilter:
     problems: tuple[Problem, ...] = ()
 
 
+# Every address and network below is written by address_token / network_token (kipvs.addresses): a
+# token from a typed value, never the text it was read from.
 def _host(ip: str) -> str:
-    return f"{ip}/{32 if known_family(ip) == 4 else 128}"
+    return f"{address_token(ip)}/{32 if known_family(ip) == 4 else 128}"
 
 
 def _port_match(protocol: str, port: int) -> str:
-    return f"-p {protocol} -m {protocol} --dport {port}"
+    protocol = PROTOCOL_TOKEN[protocol]
+    return f"-p {protocol} -m {protocol} --dport {port:d}"
 
 
 def _of(networks, family: int) -> list[str]:
-    return [str(n) for n in networks if n.version == family]
+    return [network_token(n) for n in networks if n.version == family]
 
 
 class _Builder:
@@ -122,14 +127,14 @@ class _Builder:
         kept = dict.fromkeys((vs.ip, vs.port) for vs in servers
                              if (origin := self.desired.origins.get(vs.key)) and origin.kind != "ClusterIP"
                              and self.local_policy((origin.namespace, origin.name)))
-        rules += [f"-m ipvs --vaddr {ip} --vport {port} -j RETURN" for ip, port in kept]
+        rules += [f"-m ipvs --vaddr {address_token(ip)} --vport {port:d} -j RETURN" for ip, port in kept]
         if not self.options.masquerade_all:
             cidrs, destinations = self.unmasqueraded(family)
             rules += [f"-s {cidr} -j RETURN" for cidr in cidrs]
             if destinations:
                 rules += [f"-d {cidr} -j RETURN" for cidr in cidrs]
         node_ip = self.desired.node_ips.get(family)
-        rules.append(f"-j SNAT --to-source {node_ip}" if node_ip else "-j MASQUERADE")
+        rules.append(f"-j SNAT --to-source {address_token(node_ip)}" if node_ip else "-j MASQUERADE")
         return tuple(rules)
 
     def source_range_block(self, family: int, ip: str, protocol: str, port: int, ranges) -> list[str]:
@@ -186,7 +191,7 @@ class _Builder:
             states[key] = ServiceNetfilter(
                 masquerade=f"{base}; external traffic keeps the client IP (Local)" if self.local_policy(key) else base,
                 hairpin="on", firewall="on" if self.options.firewall else "off (--ipvs-permit-all)",
-                source_ranges=tuple(str(n) for n in ranges))
+                source_ranges=tuple(network_token(n) for n in ranges))
         return states
 
 

@@ -26,9 +26,32 @@ def connection_error(exc: BaseException) -> str:
     return re.sub(r"\(Caused by \w+\((.*)\)\)$", r"(\1)", text)[:200]
 
 
+# A kubeconfig with its certificates inlined is a few hundred KB; beyond this it is not one.
+KUBECONFIG_MAX_BYTES = 16 << 20
+
+
+def check_kubeconfig(kubeconfig: str | None) -> None:
+    """Each file the client would read (KUBECONFIG may list several, ':'-separated; ~/.kube/config by
+    default) is a regular file within the bound: the client reads them whole and would block on a FIFO.
+    Missing files are the client's to report (it skips them in a list)."""
+    from kipvs.bounded_read import NotReadable, read_regular
+
+    paths = kubeconfig.split(os.pathsep) if kubeconfig else [os.path.expanduser("~/.kube/config")]
+    for path in filter(None, paths):
+        try:
+            read_regular(os.path.expanduser(path), KUBECONFIG_MAX_BYTES)
+        except FileNotFoundError:
+            continue
+        except NotReadable as exc:
+            raise ClusterUnavailable(f"kubeconfig {path}: {exc}") from None
+        except OSError as exc:
+            raise ClusterUnavailable(f"kubeconfig {path}: {exc.strerror or exc}") from None
+
+
 def load_client_config(kubeconfig: str | None):
     """In-cluster config when running in a pod (and no kubeconfig given), else kubeconfig."""
     from kubernetes import client, config
+    from yaml import YAMLError
 
     configuration = client.Configuration()
     # urllib3 would retry a silent server 3 more times per request; kipvs's own deadline and the
@@ -50,20 +73,25 @@ def load_client_config(kubeconfig: str | None):
                 raise ClusterUnavailable(
                     f"no Kubernetes client configuration: not in a pod (no in-cluster service account) and no "
                     f"{default}; pass --kubeconfig FILE, or --cluster-file for a `kubectl get` dump")
+        check_kubeconfig(kubeconfig)
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         return client.ApiClient(configuration)
-    except (config.ConfigException, OSError, TypeError) as exc:
+    except (config.ConfigException, OSError, TypeError, ValueError, YAMLError, RecursionError) as exc:
+        # ValueError: YAML the client's loader cannot build (a 5,000-digit number, 2023-02-30)
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         where = kubeconfig or config.KUBE_CONFIG_DEFAULT_LOCATION
-        raise ClusterUnavailable(f"kubeconfig {where}: not usable: {exc}") from None
+        raise ClusterUnavailable(f"no usable Kubernetes client configuration in {where}: {why}") from None
 
 
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,
              gone: type[Exception] | None = None, deadline: float | None = None,
-             **selectors) -> tuple[list[dict], str]:
+             first_page: dict | None = None, **selectors) -> tuple[list[dict], str]:
     """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion).
 
     A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists.
-    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call."""
+    `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call;
+    `first_page` too, but only to the first (resourceVersion and its match: the server refuses them
+    beside a continue token, which carries the version of the first page)."""
     from kubernetes.client.exceptions import ApiException
 
     items: list[dict] = []
@@ -77,6 +105,8 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
         kwargs = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": timeout, **selectors}
         if token:
             kwargs["_continue"] = token
+        else:
+            kwargs.update(first_page or {})
         try:
             response = list_call(**kwargs)
         except ApiException as exc:

@@ -6,18 +6,21 @@ line naming the file and the cause, and exit status 2 with nothing changed.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sys
 
 from kipvs.cluster import ParsedEndpointSlice, ParsedService, parse_early
-from kipvs.errors import ClusterUnavailable
+from kipvs.bounded_read import NotReadable, read_chunks, read_regular
+from kipvs.errors import ClusterUnavailable, ConfigError
 from kipvs.gc_pause import gc_paused
 from kipvs.sources import Snapshot, snapshot_from_objects
 
 # A 50,000-Service dump with 10 endpoints each is about 300 MB of JSON; refuse what is far beyond.
-MAX_BYTES = int(os.environ.get("KIPVS_MAX_CLUSTER_FILE_BYTES", 1 << 30))
+DEFAULT_MAX_BYTES = 1 << 30
+MAX_BYTES: int | None = None  # None: KIPVS_MAX_CLUSTER_FILE_BYTES, else DEFAULT_MAX_BYTES (tests set it)
 # kubectl never writes YAML aliases; a few in a hand-written file are fine, an expansion that
 # makes the data larger than the text (a "billion laughs" bomb) is refused.
 ALIAS_SLACK = 10_000
@@ -157,6 +160,33 @@ def yaml_loader():
 
 
 _YAML = "tag:yaml.org,2002:"
+
+
+def strict_loader():
+    """yaml_loader() whose scalar constructors turn a value Python cannot build (a 5,000-digit integer, an
+    unquoted 2023-02-30 or T25:61:61Z) into a YAML error with its line and column, not a ValueError from
+    deep inside PyYAML."""
+    return _strict(yaml_loader())
+
+
+@functools.lru_cache(maxsize=None)
+def _strict(base):
+    import yaml
+
+    class Strict(base):  # type: ignore[misc, valid-type]
+        pass
+
+    for name, what in (("int", "an integer"), ("float", "a number"), ("timestamp", "a date or time")):
+        def construct(loader, node, build=base.yaml_constructors[_YAML + name], what=what):
+            try:
+                return build(loader, node)
+            except (ValueError, OverflowError, TypeError):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{str(node.value)[:40]!r} is not {what} kipvs can read", node.start_mark) from None
+        Strict.add_constructor(_YAML + name, construct)
+    return Strict
+
+
 _PLAIN_SCALARS = {_YAML + name for name in ("null", "bool", "int", "float", "timestamp")}
 
 
@@ -197,7 +227,7 @@ def _plain_data(loader, node):
 
 def _yaml_documents(text: str) -> list:
     """yaml.load_all(text) with the C loader when there is one, plain documents built by `_plain_data`."""
-    loader = yaml_loader()(text)
+    loader = strict_loader()(text)
     documents = []
     try:
         while loader.check_node():
@@ -241,6 +271,9 @@ def _parse_cluster_text(text: str, origin: str) -> Snapshot:
             except json.JSONDecodeError as exc:
                 raise ClusterUnavailable(f"{origin}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
                                          f"{exc.msg}") from None
+            except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+                raise ClusterUnavailable(f"{origin}: a number with more digits than any field of a kubectl dump "
+                                         f"(over {sys.get_int_max_str_digits()}): refused") from None
         else:
             documents = _load_yaml(text, origin)
     except RecursionError:
@@ -254,34 +287,41 @@ def _parse_cluster_text(text: str, origin: str) -> Snapshot:
     return snapshot
 
 
-def _read_limited(stream) -> bytes:
-    """Up to MAX_BYTES + 1 bytes, in chunks: read(n) would allocate n bytes up front."""
-    chunks, total = [], 0
-    while total <= MAX_BYTES:
-        chunk = stream.read(min(1 << 20, MAX_BYTES + 1 - total))
-        if not chunk:
-            break
-        chunks.append(chunk if isinstance(chunk, bytes) else chunk.encode())
-        total += len(chunks[-1])
-    return b"".join(chunks)
+def max_bytes() -> int:
+    """The size bound, read when a file is (a bad KIPVS_MAX_CLUSTER_FILE_BYTES is one line, not a traceback)."""
+    if MAX_BYTES is not None:
+        return MAX_BYTES
+    text = os.environ.get("KIPVS_MAX_CLUSTER_FILE_BYTES", "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    if not (text.isascii() and text.isdigit() and len(text) <= 15 and int(text) > 0):
+        raise ConfigError(f"KIPVS_MAX_CLUSTER_FILE_BYTES {text[:40]!r}: expected a number of bytes, e.g. 2147483648")
+    return int(text)
 
 
 def _read_bytes(path: str, origin: str) -> bytes:
+    """Stdin (`-`, a pipe is fine) or a regular file named by `path`: never a FIFO or device by name,
+    which could block or never end (kipvs.bounded_read)."""
+    limit = max_bytes()
+    too_large = f"cluster file {origin} is larger than {limit} bytes: refused " \
+                "(KIPVS_MAX_CLUSTER_FILE_BYTES raises the limit)"
     try:
         if path == "-":
             if sys.stdin is None or sys.stdin.closed:
                 raise ClusterUnavailable("cannot read cluster file stdin: it is closed")
-            data = _read_limited(getattr(sys.stdin, "buffer", sys.stdin))
+            data = read_chunks(getattr(sys.stdin, "buffer", sys.stdin).read, limit)
         else:
-            with open(path, "rb") as f:
-                data = _read_limited(f)
+            data = read_regular(path, limit)
+    except NotReadable as exc:
+        hint = " (a pipe: pass -f - and feed it on stdin)" if "FIFO" in str(exc) else ""
+        raise ClusterUnavailable(too_large if str(exc).startswith("larger") else
+                                 f"cannot read cluster file {origin}: {exc}{hint}") from None
     except OSError as exc:
         raise ClusterUnavailable(f"cannot read cluster file {origin}: {exc.strerror or exc}") from None
     except (ValueError, UnicodeError) as exc:  # a closed or text-only stream
         raise ClusterUnavailable(f"cannot read cluster file {origin}: {exc}") from None
-    if len(data) > MAX_BYTES:
-        raise ClusterUnavailable(f"cluster file {origin} is larger than {MAX_BYTES} bytes: refused "
-                                 "(KIPVS_MAX_CLUSTER_FILE_BYTES raises the limit)")
+    if len(data) > limit:
+        raise ClusterUnavailable(too_large)
     return data
 
 

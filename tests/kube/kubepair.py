@@ -175,6 +175,36 @@ class KubePair:
         with urllib.request.urlopen(self.url + path, timeout=5, context=context) as response:
             return response.read().decode()
 
+    def counts(self, counter: str, *labels: str, text: str | None = None) -> dict[tuple, int]:
+        """A counter of this API server's own /metrics (read as the admin, or given as `text`), every
+        client's since it started, summed by the values of `labels`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        totals: dict[tuple, int] = {}
+        for family in text_string_to_metric_families(text or self._apiserver_get("/metrics")):
+            for sample in family.samples:
+                if sample.name == counter:
+                    key = tuple(sample.labels.get(label, "") for label in labels)
+                    totals[key] = totals.get(key, 0) + int(sample.value)
+        return totals
+
+    def request_counts(self) -> dict[tuple, int]:
+        """Requests from clients by (verb, resource): apiserver_request_total less apiserver_selfrequest_total
+        (the server's own loops, such as its NodePort repair listing every Service each 3 minutes), both
+        from one reading. A watch counts when it ends."""
+        text = self._apiserver_get("/metrics")
+        own = self.counts("apiserver_selfrequest_total", "verb", "resource", text=text)
+        return {key: n - own.get(key, 0)
+                for key, n in self.counts("apiserver_request_total", "verb", "resource", text=text).items()}
+
+    def list_requests(self) -> dict[str, int]:
+        """LIST requests from clients since the API server started, by resource."""
+        return {resource: n for (verb, resource), n in self.request_counts().items() if verb == "LIST"}
+
+    def cache_lists(self) -> dict[str, int]:
+        """Lists its watch cache served (apiserver_cache_list_total, the server's own lists included), by resource."""
+        return {resource: n for (resource,), n in self.counts("apiserver_cache_list_total", "resource").items()}
+
     # --- faults ---
 
     def etcd_revision(self) -> int:

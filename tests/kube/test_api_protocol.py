@@ -81,7 +81,11 @@ def test_paged_list_across_compaction_recovers(kube, pair, monkeypatch):
 
     stop = threading.Event()
     reflector = Reflector(Resource("Service", "v1", list_call), lambda kind: None, stop,
-                          watch_timeout=5, read_grace=1, request_timeout=5).start()
+                          watch_timeout=5, read_grace=1, request_timeout=5)
+    # A list at resourceVersion "0" comes whole from the watch cache (one page, whatever the limit);
+    # the consistent list a reflector makes after a failed one is the paged one.
+    reflector.consistent_list = True
+    reflector.start()
     try:
         assert reflector.synced.wait(60)
         assert len(pages) >= 4 and pages[0] is None and pages[2] is None  # page 1, page 2 (410), then from the start

@@ -141,6 +141,28 @@ OBJECT_CASES = [
     ("node addresses as a string", NODE, ("status", "addresses"), "x", "Node default/node3: status.addresses"),
     ("node address not an IP", NODE, ("status", "addresses"), [{"type": "InternalIP", "address": "x"}],
      "Node default/node3: status.addresses[0].address"),
+    # Special addresses (issue 21): refused with a line, whatever the field.
+    *[(f"node address {ip}", NODE, ("status", "addresses"), [{"type": "InternalIP", "address": ip}],
+       "Node default/node3: status.addresses[0].address: " + ip) for ip in
+      ("127.0.0.1", "0.0.0.0", "::ffff:127.0.0.1", "169.254.169.254", "fe80::1", "224.0.0.1")],
+    *[(f"endpoint {ip}", VICTIM_SLICE, ("endpoints", 0, "addresses"), [ip],
+       f"EndpointSlice hostile/victim-abc: endpoints[0].addresses[0]: {ip} is") for ip in
+      ("127.0.0.1", "0.0.0.0", "169.254.169.254", "169.254.1.1", "224.0.0.1")],
+    *[(f"external IP {ip}", VICTIM, ("spec", "externalIPs"), [ip], f"Service hostile/victim: spec.externalIPs[0]: {ip}")
+      for ip in ("::ffff:127.0.0.1", "::127.0.0.1", "169.254.169.254", "fd00:ec2::254")],
+    ("cluster IP with a scope id", VICTIM, ("spec", "clusterIPs"), ["fe80::1%eth0"],
+     "Service hostile/victim: spec.clusterIPs[0]: 'fe80::1%eth0' is not an IP address (it has an IPv6 scope id)"),
+    ("cluster IP mapped loopback", VICTIM, ("spec", "clusterIPs"), ["::ffff:127.0.0.1"],
+     "Service hostile/victim: spec.clusterIPs[0]: ::ffff:127.0.0.1 is a loopback address (IPv4-mapped form)"),
+    ("LB ingress IP metadata", VICTIM, ("status", "loadBalancer", "ingress"), [{"ip": "169.254.169.254"}],
+     "Service hostile/victim: status.loadBalancer.ingress[0].ip: 169.254.169.254 is the cloud metadata address"),
+    ("healthCheckNodePort 22", VICTIM, ("spec", "healthCheckNodePort"), 22,
+     "Service hostile/victim: spec.healthCheckNodePort: 22 is outside --service-node-port-range"),
+    ("source range with a scope id", VICTIM, ("spec", "loadBalancerSourceRanges"),
+     ["fd00::%x\nCOMMIT\n*filter\n-I INPUT 1 -j ACCEPT\nCOMMIT\n/64"],
+     "Service hostile/victim: spec.loadBalancerSourceRanges[0]: 'fd00::%x\\nCOMMIT"),
+    ("pod CIDR with a scope id", NODE, ("spec",), {"podCIDRs": ["fd00:1::%eth0/64", "172.20.3.0/24"]},
+     "Node default/node3: spec.podCIDRs[0]: 'fd00:1::%eth0/64' is not a CIDR (it has an IPv6 scope id"),
 ]
 
 
@@ -260,6 +282,16 @@ OPTION_CASES = [
     (["--command-timeout", "-5"], {}, "--command-timeout -5.0: expected a positive number"),
     (["--command-timeout", "nan"], {}, "--command-timeout nan: expected a positive number"),
     (["--api-timeout", "inf"], {}, "--api-timeout inf"),
+    (["--node-ip", "127.0.0.1"], {}, "--node-ip '127.0.0.1' is a loopback address: not a node IP"),
+    ([], {"KIPVS_NODE_IP": "::ffff:127.0.0.1"}, "is a loopback address (IPv4-mapped form)"),
+    (["--node-ip", "169.254.169.254"], {}, "is the cloud metadata address"),
+    (["--cluster-cidr", "fd00::%x\nEOF\ntouch pwned\n/64"], {}, "scope id"),
+    ([], {"KIPVS_CLUSTER_CIDR": "fd00:1::%eth0/64"}, "--cluster-cidr 'fd00:1::%eth0/64' is not a CIDR (it has an IPv6"),
+    (["--excluded-cidrs", "10.0.0.0/8,fd00::%1/64"], {}, "--excluded-cidrs 'fd00::%1/64'"),
+    ([], {"KIPVS_INTERFACE": "eth0\n"}, "--interface 'eth0\\n': expected 1-15 characters"),
+    ([], {"KIPVS_SCHEDULER": "rr\n"}, "--scheduler 'rr\\n': not an IPVS scheduler"),
+    (["--node-name", "node3\nx"], {}, "not a Kubernetes node name"),
+    (["--node-name", "node3,metadata.name!=x"], {}, "not a Kubernetes node name"),
 ]
 
 
@@ -273,6 +305,7 @@ def test_bad_option_values_are_one_line_errors(tmp_path, args, env, message):
 
 
 @pytest.mark.parametrize("addr,message", [("garbage", "expected IP:PORT"), ("127.0.0.1:99999", "port 1-65535"),
+                                          ("127.0.0.1:" + "9" * 5000, "port 1-65535"),
                                           ("[nope]:1", "not an IPv6 address")])
 def test_bad_metrics_addresses(tmp_path, addr, message):
     result = invoke(["watch", "--metrics-addr", addr, "--kubeconfig", str(tmp_path / "none"),
@@ -329,3 +362,12 @@ def test_any_value_at_any_path_never_crashes_and_keeps_the_canary(where, value):
         assert COMMAND.match(line), line
     for problem in desired.problems:
         assert "\n" not in str(problem)
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "9" * 400 + "s", "1" * 100000 + "s", "inf", "nan"])
+def test_a_duration_is_finite_and_short(tmp_path, value):
+    (tmp_path / "c.json").write_text(json.dumps(cluster()))
+    result = sync(tmp_path / "c.json", "--ipvs-graceful-period", value)
+    assert_no_crash(result)
+    assert result.exit_code == 2 and "--ipvs-graceful-period" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and len(result.stderr) < 300

@@ -218,7 +218,7 @@ class _StillCache:
 
     def drain(self):
         listed, self._listed = self._listed, False
-        return listed, {}
+        return listed, {}, []
 
 
 def _watch_syncs(kernel_state: dict, seconds: float) -> int:

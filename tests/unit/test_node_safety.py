@@ -78,7 +78,9 @@ def cluster_file(tmp_path):
                                           ("lo", "exists and is not a dummy interface"),
                                           ("kube-dummy-if\nlink del eth0", "expected 1-15 characters"),
                                           ("a-name-longer-than-15", "expected 1-15 characters"),
-                                          ("bad/name", "expected 1-15 characters")])
+                                          ("bad/name", "expected 1-15 characters"),
+                                          ("eth0\n", "expected 1-15 characters"),
+                                          ("kube-dummy-if\n", "expected 1-15 characters")])
 @pytest.mark.parametrize("command", ["sync", "cleanup"])
 def test_interface_must_be_a_dummy_one_kipvs_can_own(tmp_path, name, message, command):
     runners = []

@@ -154,12 +154,12 @@ def test_unwanted_splits_kipvs_own_from_foreign_and_keeps_protected():
     from kipvs.plan import unwanted
 
     k = kernel(rules=WEB_RULES + FOREIGN, dummy_ips=("10.96.0.10", "10.96.0.77"), routes_src=FIXED)
-    stale, foreign = unwanted(web(), k, OPTS)
+    stale, foreign, _ = unwanted(web(), k, OPTS)
     assert [vs.label() for vs in stale] == ["TCP 192.168.123.249:30500", "TCP 10.96.0.77:80"]
     assert [vs.label() for vs in foreign] == ["TCP 10.10.10.10:80", "TCP 192.168.123.249:22", "FWM 42"]
     broken = build_desired(snapshot(svc("web", cluster_ips=("10.96.0.77",), ports=[{"name": "x", "port": 0}])),
                            "node3", NODE_IPS, OPTS)
-    stale, _ = unwanted(broken, k, OPTS)
+    stale, _, _ = unwanted(broken, k, OPTS)
     assert "TCP 10.96.0.77:80" not in [vs.label() for vs in stale]  # a broken Service's state is kept
 
 

@@ -1,9 +1,11 @@
 """Per-Service traffic metrics: parsing ipvsadm's --stats/--rate listings and the exposition lines."""
+from prometheus_client import CollectorRegistry, generate_latest
+
 from kipvs.desired import Origin
 from kipvs.errors import CommandFailed
 from kipvs.facts.ipvs_stats import Traffic, parse_traffic
 from kipvs.metrics import Metrics
-from kipvs.service_metrics import TrafficMetrics, render_traffic
+from kipvs.service_metrics import TrafficMetrics, traffic_families
 from tests.unit.fakes import RecordingRunner
 
 # ipvsadm 1.31, as printed in the lab guest
@@ -39,18 +41,31 @@ def test_parse_traffic_reads_service_lines_of_both_listings():
     assert parse_traffic("TCP  10.0.0.1:80  1K 2 3 4 5\n", "") == {}
 
 
+class Collector:
+    def __init__(self, collect):
+        self.collect = collect
+
+
+def exposition(collect) -> list[str]:
+    """The /metrics lines prometheus_client writes for a collector."""
+    registry = CollectorRegistry()
+    registry.register(Collector(collect))
+    return generate_latest(registry).decode().splitlines()
+
+
 def test_render_labels_only_kipvs_virtual_servers_and_escapes_names():
-    lines = render_traffic(parse_traffic(STATS, RATES), ORIGINS)
-    assert 'kipvs_service_total_connections{namespace="default",service="web",vip="10.254.0.20",protocol="TCP",' \
-           'port="80"} 3' in lines
-    assert 'kipvs_service_bps_out{namespace="default",service="web",vip="10.254.0.20",protocol="TCP",port="80"} 810' \
+    lines = exposition(lambda: traffic_families(parse_traffic(STATS, RATES), ORIGINS))
+    assert 'kipvs_service_total_connections{namespace="default",port="80",protocol="TCP",service="web",' \
+           'vip="10.254.0.20"} 3.0' in lines
+    assert 'kipvs_service_bps_out{namespace="default",port="80",protocol="TCP",service="web",vip="10.254.0.20"} 810.0' \
         in lines
-    assert 'kipvs_service_packets_in{namespace="kube-system",service="dns",vip="10.254.0.10",protocol="UDP",' \
-           'port="53"} 0' in lines
-    assert 'kipvs_service_bytes_out{namespace="default",service="we\\"b\\\\x",vip="fd00:254::50",protocol="TCP",' \
-           'port="80"} 4000' in lines
+    assert 'kipvs_service_packets_in{namespace="kube-system",port="53",protocol="UDP",service="dns",' \
+           'vip="10.254.0.10"} 0.0' in lines
+    assert 'kipvs_service_bytes_out{namespace="default",port="80",protocol="TCP",service="we\\"b\\\\x",' \
+           'vip="fd00:254::50"} 4000.0' in lines
     assert not any("10.10.10.10" in line for line in lines)  # not kipvs's
-    assert "# TYPE kipvs_service_total_connections counter" in lines and "# TYPE kipvs_service_cps gauge" in lines
+    # Typed gauge, as kube-router types the same series (a Prometheus client counter would be named *_total).
+    assert "# TYPE kipvs_service_total_connections gauge" in lines and "# TYPE kipvs_service_cps gauge" in lines
     names = {line.split("{")[0] for line in lines if not line.startswith("#")}
     assert names == {f"kipvs_service_{n}" for n in ("total_connections", "packets_in", "packets_out", "bytes_in",
                                                     "bytes_out", "pps_in", "pps_out", "cps", "bps_in", "bps_out")}
@@ -61,10 +76,11 @@ def test_read_on_scrape_at_most_once_per_interval_and_failures_counted():
     runner = RecordingRunner({"ipvsadm -L -n --stats --exact": STATS, "ipvsadm -L -n --rate --exact": RATES})
     collector = TrafficMetrics(runner, lambda: ORIGINS, min_interval=5.0, clock=lambda: now[0])
     metrics = Metrics()
-    metrics.collectors.append(collector.render)
+    metrics.add_collector(collector)
     text = metrics.render()
-    assert 'kipvs_service_total_connections{namespace="default",service="web",vip="10.254.0.20"' in text
-    assert "kipvs_sync_duration_seconds_count 0" in text  # the rest of /metrics is still there
+    assert 'kipvs_service_total_connections{namespace="default",port="80",protocol="TCP",service="web",' \
+           'vip="10.254.0.20"} 3.0' in text
+    assert "kipvs_sync_duration_seconds_count 0.0" in text  # the rest of /metrics is still there
     metrics.render()
     assert len(runner.reads) == 2  # the second scrape reused the first read
     now[0] += 5
@@ -76,6 +92,6 @@ def test_read_on_scrape_at_most_once_per_interval_and_failures_counted():
             raise CommandFailed(argv, 1, "Memory allocation problem")
 
     broken = TrafficMetrics(Failing(), lambda: ORIGINS)
-    lines = broken.render()
-    assert "kipvs_service_stats_errors_total 1" in lines
+    lines = exposition(broken.collect)
+    assert "kipvs_service_stats_errors_total 1.0" in lines
     assert not any(line.startswith("kipvs_service_total_connections{") for line in lines)

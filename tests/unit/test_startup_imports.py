@@ -22,5 +22,24 @@ def test_sync_from_a_json_dump_imports_neither_the_api_client_nor_rich_nor_yaml(
     assert out.split() == [], out
 
 
+ONE_SHOT = """
+import sys
+from kipvs.cli import app
+from kipvs.commands.sync import run_sync
+from kipvs.commands.cleanup import run_cleanup
+from kipvs.commands.fix_routes import run_fix_routes
+import kipvs.reconcile, kipvs.commands.show, kipvs.sources.api, kipvs.sources.reflector
+print("prometheus_client" in sys.modules)
+"""
+
+
+def test_only_watch_mode_imports_the_prometheus_client():
+    one_shot = subprocess.run([sys.executable, "-c", ONE_SHOT], capture_output=True, text=True, check=True).stdout
+    assert one_shot.split() == ["False"], one_shot
+    watch = subprocess.run([sys.executable, "-c", "import sys, kipvs.commands.watch; "
+                            "print('prometheus_client' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert watch.stdout.split() == ["True"]  # the check above is not vacuous
+
+
 def test_yaml_dumps_use_libyaml_when_pyyaml_has_it():
     assert yaml_loader() is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
