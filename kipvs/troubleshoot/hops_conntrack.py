@@ -7,7 +7,8 @@ stale: its flow (typically UDP with a fixed source port) keeps going to a backen
 from __future__ import annotations
 
 from kipvs.errors import KipvsError, ToolMissing
-from kipvs.model import host_port
+from kipvs.model import host_port, known_family
+from kipvs.troubleshoot.hops_netfilter import kipvs_has_rules, netfilter_facts
 
 from kipvs.troubleshoot.scene import Hop, Scene
 
@@ -36,9 +37,20 @@ def parse_entries(text: str) -> list[dict]:
     return entries
 
 
+def masquerade_expected(scene: Scene) -> bool:
+    """kipvs's masquerade needs IPVS connections tracked: with the cluster it is wanted; without it, only
+    where kipvs's netfilter rules are in place (on another proxy's node the setting is that proxy's)."""
+    if scene.options.netfilter is None:
+        return False
+    if scene.desired is not None:
+        return True
+    facts = netfilter_facts(scene)
+    return not isinstance(facts, str) and kipvs_has_rules(facts, known_family(scene.ip))
+
+
 def conntrack_hop(scene: Scene) -> Hop:
     setting = scene.kernel.sysctls.get(VS_CONNTRACK)
-    if setting is not None and setting != "1":
+    if setting is not None and setting != "1" and masquerade_expected(scene):
         return Hop("conntrack", False, f"{VS_CONNTRACK} = {setting}: IPVS connections are not tracked, so "
                    "they are never masqueraded", f"sysctl -w {VS_CONNTRACK}=1")
     servers = scene.kernel_servers()
@@ -63,4 +75,4 @@ def conntrack_hop(scene: Scene) -> Hop:
         return Hop("conntrack", False, f"{len(stale)} of {len(entries)} entries go to a real server that is gone: "
                    + ", ".join(shown), " && ".join(fixes))
     return Hop("conntrack", True, f"{len(entries)} entries, all to current real servers"
-               + (f"; {VS_CONNTRACK} = 1" if setting else ""))
+               + (f"; {VS_CONNTRACK} = {setting}" if setting else ""))

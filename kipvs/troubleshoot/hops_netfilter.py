@@ -17,7 +17,7 @@ from kipvs.troubleshoot.scene import Hop, Scene
 BLOCKING = ("DROP", "REJECT")
 
 
-def _facts(scene: Scene) -> NetfilterFacts | str:
+def netfilter_facts(scene: Scene) -> NetfilterFacts | str:
     """The kernel's tables, or why they cannot be read (cached on the scene: two hops use them)."""
     if "netfilter facts" not in scene.cache:
         try:
@@ -78,7 +78,7 @@ def _jumps_into_ours(table: Table) -> list[str]:
 NOT_OURS = "kipvs has no netfilter rules on this node (another service proxy's?): not judged without the cluster"
 
 
-def _any_of_ours(facts: NetfilterFacts, family: int) -> bool:
+def kipvs_has_rules(facts: NetfilterFacts, family: int) -> bool:
     return any(owned(chain) for table in facts.tables.get(family, {}).values() for chain in table.policies)
 
 
@@ -99,7 +99,7 @@ def _source_ranges(scene: Scene, wanted: DesiredNetfilter) -> str:
 
 
 def firewall_hop(scene: Scene) -> Hop:
-    facts = _facts(scene)
+    facts = netfilter_facts(scene)
     if isinstance(facts, str):
         return Hop("firewall", None, f"netfilter unreadable: {facts}")
     family = known_family(scene.ip)
@@ -109,7 +109,7 @@ def firewall_hop(scene: Scene) -> Hop:
         return Hop("firewall", False, f"INPUT {'; '.join(blocking)} (not kipvs's) blocks {scene.ip}",
                    " && ".join(f"{tool} -t filter -D INPUT {rule}" for rule in blocking))
     wanted = _wanted(scene)
-    if wanted is None and not _any_of_ours(facts, family):
+    if wanted is None and not kipvs_has_rules(facts, family):
         return Hop("firewall", None, NOT_OURS)
     if wanted is None:
         jumps = [j for j in _jumps_into_ours(_table(facts, family, "filter")) if j.startswith("INPUT")]
@@ -127,13 +127,13 @@ def firewall_hop(scene: Scene) -> Hop:
 
 
 def masquerade_hop(scene: Scene) -> Hop:
-    facts = _facts(scene)
+    facts = netfilter_facts(scene)
     if isinstance(facts, str):
         return Hop("masquerade", None, f"netfilter unreadable: {facts}")
     family = known_family(scene.ip)
     wanted = _wanted(scene)
     nat = _table(facts, family, "nat")
-    if wanted is None and not _any_of_ours(facts, family):
+    if wanted is None and not kipvs_has_rules(facts, family):
         return Hop("masquerade", None, NOT_OURS)
     if wanted is None:
         ours = [rule for chain, rules in nat.rules.items() if owned(chain) for rule in rules

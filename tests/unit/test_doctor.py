@@ -49,3 +49,28 @@ def test_a_conntrack_entry_to_a_real_server_that_is_gone_is_stale():
 def test_a_bad_address_is_a_usage_error_naming_it():
     result = invoke(["doctor", "10.96.0.10:http", "-f", "examples/cluster.yaml"])
     assert result.exit_code == 2 and "port 'http' is not a number" in result.stderr
+
+
+def test_untracked_ipvs_connections_matter_only_where_kipvs_masquerades():
+    from tests.unit.kernel_states import node_state
+    from tests.unit.test_show import LISTING, RULES
+
+    untracked = {**node_state(rules=RULES, dummy_ips=("10.96.0.10", "10.96.0.11"), sysctl="0\n1\n1\n",
+                              routes_src={"10.96.0.10": "192.168.123.249", "10.96.0.11": "192.168.123.249"}),
+                 "ipvsadm -L -n --exact": LISTING, "conntrack -L -d 10.96.0.11": "",
+                 "iptables-legacy-save": "*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n", "ip6tables-legacy-save": ""}
+
+    def factory(dry_run, timeout, out=None):
+        return RecordingRunner(untracked)
+    # Another proxy's node (no kipvs rules), no cluster: the setting is that proxy's business.
+    alone = invoke(["doctor", "10.96.0.11:53", "--kubeconfig", "/nonexistent", "--node-name", "node3",
+                    "--iptables-mode", "legacy", "-o", "json"], factory)
+    assert alone.exit_code == 0, alone.stdout + alone.stderr
+    assert broken(alone) == [] and "kubeconfig /nonexistent" in alone.stderr
+    # With the cluster kipvs masquerades, which needs IPVS connections tracked.
+    dump = json.dumps({"kind": "List", "items": [*cluster().services, *cluster().endpoint_slices, *cluster().nodes]})
+    ours = invoke(["doctor", "10.96.0.11:53", "-f", "-", "--node-name", "node3", "--iptables-mode", "legacy",
+                   "-o", "json"], factory, input=dump)
+    assert "conntrack" in broken(ours)
+    assert next(h for h in json.loads(ours.stdout)["targets"][0]["hops"] if h["hop"] == "conntrack")["fix"] == \
+        "sysctl -w net.ipv4.vs.conntrack=1"
