@@ -105,9 +105,9 @@ def file_mode(path: str) -> None:
     netfilter rules (the CLI has them on) planned against an empty node, printed as --dry-run does."""
     from collections import Counter
 
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     snapshot = read_cluster_file(path)
-    read = time.perf_counter()
+    read, read_cpu = time.perf_counter(), time.process_time() - started_cpu
     desired = build_desired(snapshot, NODE_NAME, {4: NODE_IP}, CLI_OPTIONS)
     snapshot = without_endpoints(snapshot)  # as `kipvs sync` does once planned (reconcile.start_sync)
     expanded = time.perf_counter()
@@ -120,11 +120,12 @@ def file_mode(path: str) -> None:
     with open(os.devnull, "w") as out:
         DryRunRunner(out).apply(batches)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - started_cpu  # steadier than wall time on a machine shared with other jobs
     # VmHWM, not ru_maxrss: Linux keeps the parent's high-water mark in ru_maxrss across fork+exec.
     with open("/proc/self/status") as status:
         peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"seconds": seconds, "rss_mb": peak_kb / 1024, "commands": plan.command_count,
-                      "read": read - started, "desired": expanded - read, "plan": planned - expanded,
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mb": peak_kb / 1024, "commands": plan.command_count,
+                      "read": read - started, "read_cpu": read_cpu, "desired": expanded - read, "plan": planned - expanded,
                       "netfilter": seconds - (planned - started)}))
 
 

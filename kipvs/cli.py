@@ -6,19 +6,21 @@ built and validated (ProxyOptions, SourceOptions, RunOptions); each command then
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
 
 from kipvs import __version__
-from kipvs.cli_options import (INTERFACE, PROXY, RUN, SOURCE, Output, command, configure_logging,
-                               current_environment)
-from kipvs.config import ProxyOptions, RunOptions, SourceOptions, parse_interface, parse_node_ips
+from kipvs.cli_options import (INTERFACE, MODE, PROXY, RUN, SOURCE, WATCH, Output, PflagGroup, Settings,
+                               bool_option, command, configure_logging, current_environment, flag)
+from kipvs.config import ProxyOptions, RunOptions, SourceOptions, WatchRequest, parse_interface, parse_node_ips
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus
 
 app = typer.Typer(
     name="kipvs",
+    cls=PflagGroup,  # -q alone, -q=true and -q=false
     help="Make this node's IPVS services, service addresses and local routes match the Kubernetes cluster.",
     no_args_is_help=True,
     add_completion=True,
@@ -38,13 +40,13 @@ def main_options(
     ctx: typer.Context,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, envvar="KIPVS_VERBOSE",
                                 help="More logs on stderr (-v: each command run, -vv: debug)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", envvar="KIPVS_QUIET",
-                               help="Only errors on stderr (no summary line)."),
+    quiet: str = bool_option(False, "--quiet", "-q", envvar="KIPVS_QUIET",
+                             help="Only errors on stderr (no summary line)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     env = current_environment(ctx)
-    env.quiet = quiet
-    configure_logging(env, verbose, quiet)
+    env.quiet = flag(quiet, "--quiet")
+    configure_logging(env, verbose, env.quiet)
 
 
 @command(app, "fix-routes", RUN)
@@ -81,16 +83,18 @@ def sync_command(env: Environment, source: SourceOptions, options: ProxyOptions,
 @command(app, "show", SOURCE, PROXY, RUN.only("output", "command_timeout"))
 def show_command(
     env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
-    check: bool = typer.Option(False, "--check", help="Print nothing; exit 0 when in sync, 1 on drift, 2 on error."),
+    check: str = bool_option(False, "--check", envvar=None,
+                             help="Print nothing; exit 0 when in sync, 1 on drift, 2 on error."),
     service: Optional[str] = typer.Option(None, "--service", metavar="NAMESPACE/NAME",
                                           help="Show only this Service."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Show only this namespace's Services."),
     vip: Optional[str] = typer.Option(None, "--vip", metavar="VIP[:PORT]",
                                       help="Show only the virtual servers of this address (and port)."),
-    kernel_only: bool = typer.Option(False, "--kernel-only",
-                                     help="Read only the kernel, not the cluster (what show does by itself when "
-                                          "the API server or cluster file cannot be read)."),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Redraw every --interval seconds until Ctrl-C."),
+    kernel_only: str = bool_option(False, "--kernel-only", envvar=None,
+                                   help="Read only the kernel, not the cluster (what show does by itself when "
+                                        "the API server or cluster file cannot be read)."),
+    watch: str = bool_option(False, "--watch", "-w", envvar=None,
+                             help="Redraw every --interval seconds until Ctrl-C."),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between two redraws of --watch."),
 ) -> ExitStatus:
     """Troubleshoot: each service, its virtual servers and real servers (pod, node, forwarding, weight, connections), route health, and the drift between cluster and kernel.
@@ -112,21 +116,24 @@ def show_command(
 @command(app, "doctor", SOURCE, PROXY, RUN.only("output", "command_timeout"))
 def doctor_command(
     env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
-    targets: list[str] = typer.Argument(..., metavar="VIP:PORT...", show_default=False, hidden=True),
+    targets: Optional[list[str]] = typer.Argument(None, metavar="VIP:PORT...", show_default=False, hidden=True),
 ) -> ExitStatus:
     """Walk every hop to a service address (VIP:PORT, or VIP for all its ports; several may be given) on this node and name the broken one, with the command that repairs it.
 
     The hops: the address on the dummy interface, its local route's src, the IPVS virtual server, its real servers (ready, weights, draining), the firewall and source ranges, the masquerade, and conntrack entries to real servers that are gone. Each is one line, ✔ or ✘, with what was seen and, when broken, the exact fix; a hop that cannot be judged because an earlier one is broken is marked ·. Without the cluster (API or --cluster-file unreadable) it judges from the kernel alone and says so. Exit 0 when every hop is sound, 1 when one is broken, 2 on error.
     """
     from kipvs.commands.doctor import run_doctor
+    from kipvs.errors import ConfigError
 
+    if not targets:
+        raise ConfigError("doctor: name the service address to check: kipvs doctor VIP[:PORT], e.g. 10.254.0.20:80")
     return run_doctor(env, source, options, run.command_timeout, run.json, targets)
 
 
 @command(app, "cleanup", PROXY.only("interface", "service_node_port_range", "excluded_cidrs", "iptables_mode"),
          RUN.only("dry_run", "command_timeout", "lock_file", "lock_timeout"))
 def cleanup_command(env: Environment, options: ProxyOptions, run: RunOptions,
-                    kube_router_leftovers: bool = typer.Option(
+                    kube_router_leftovers: str = bool_option(
                         False, "--kube-router-leftovers", envvar="KIPVS_KUBE_ROUTER_LEFTOVERS",
                         help="Remove only what kube-router's service proxy left in netfilter (its KUBE-ROUTER-* "
                              "chains, the jumps into them, its IPVS SNAT rules, its ipsets), once kipvs's own "
@@ -137,36 +144,37 @@ def cleanup_command(env: Environment, options: ProxyOptions, run: RunOptions,
     return run_cleanup(env, options, run, kube_router_leftovers)
 
 
-@command(app, "watch", SOURCE.only("kubeconfig", "node_name", "node_ip"), PROXY,
-         RUN.only("command_timeout", "lock_file", "lock_timeout"))
-def watch_command(
-    env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
-    min_sync_period: str = typer.Option("200ms", "--min-sync-period", envvar="KIPVS_MIN_SYNC_PERIOD",
-                                        help="Least time between two syncs: a burst of changes becomes one sync."),
-    sync_period: str = typer.Option("5m", "--sync-period", "--ipvs-sync-period", envvar="KIPVS_SYNC_PERIOD",
-                                    help="Full resync at least this often, also repairing drift made by hand."),
-    metrics_addr: Optional[str] = typer.Option(
-        None, "--metrics-addr", envvar="KIPVS_METRICS_ADDR",
-        help="Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9254 or [::1]:9254."),
-    health_max_age: str = typer.Option("15m", "--health-max-age", envvar="KIPVS_HEALTH_MAX_AGE",
-                                       help="/healthz fails when the last converged sync is older than this."),
-    healthz_bind_address: str = typer.Option(
-        "0.0.0.0:10256", "--healthz-bind-address", envvar="KIPVS_HEALTHZ_BIND_ADDRESS",
-        help="Serve kube-proxy's node /healthz and /livez here for load balancers ('' to turn off). "
-             "LoadBalancer Services with externalTrafficPolicy Local get their healthCheckNodePort on "
-             "the node IPs whatever this says."),
-    cleanup_on_exit: bool = typer.Option(False, "--cleanup-on-exit", envvar="KIPVS_CLEANUP_ON_EXIT",
-                                         help="On SIGTERM/SIGINT remove what kipvs owns (default: leave the rules "
-                                              "in place so traffic flows while kipvs restarts)."),
-) -> ExitStatus:
+@command(app, "watch", SOURCE.only("kubeconfig", "master", "node_name", "node_ip"), PROXY,
+         RUN.only("command_timeout", "lock_file", "lock_timeout"), WATCH, MODE)
+def watch_command(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
+                  request: WatchRequest, settings: Settings) -> ExitStatus:
     """Run as the node's service proxy: list+watch Services, EndpointSlices and this node's Node and keep the kernel in sync.
 
-    Reacts to changes within --min-sync-period, resyncs every --sync-period, survives API restarts, dropped and silent watches and expired resource versions (re-list), and never tears down working rules because the API misbehaves: while it is unreachable the last programmed state stays. A cluster object kipvs cannot use is logged once when it appears and once when it is fixed. SIGTERM or SIGINT finish the sync in progress and exit 0, leaving the rules in place. Run it from systemd (scripts/kipvs.service) or as a DaemonSet (scripts/daemonset.yaml).
+    Reacts to changes within --min-sync-period, resyncs every --sync-period, survives API restarts, dropped and silent watches and expired resource versions (re-list), and never tears down working rules because the API misbehaves: while it is unreachable the last programmed state stays. A cluster object kipvs cannot use is logged once when it appears and once when it is fixed. SIGTERM or SIGINT finish the sync in progress and exit 0, leaving the rules in place. The settings it runs with are written to --effective-config, which show, sync, cleanup and fix-routes on the node then read by default. Run it from systemd (deploy/kipvs.service) or as a DaemonSet (deploy/daemonset.yaml).
     """
-    from kipvs.commands.watch import WatchRequest, run_watch
+    from kipvs.commands.watch import run_watch
 
-    return run_watch(env, source, options, run, WatchRequest(min_sync_period, sync_period, metrics_addr,
-                                                              health_max_age, cleanup_on_exit, healthz_bind_address))
+    header = ("The settings kipvs watch runs with on this node (pid %d), with where each came from.\n"
+              "kipvs show, sync, cleanup and fix-routes read this file when no --config is given." % os.getpid())
+    return run_watch(env, source, options, run, request, settings.render(header, exported_only=True))
+
+
+config_app = typer.Typer(name="config", no_args_is_help=True, rich_markup_mode=None, cls=PflagGroup,
+                         help="The configuration file: what each setting is, and where it came from.")
+app.add_typer(config_app, name="config")
+
+
+@command(config_app, "print", SOURCE, PROXY, RUN.only("command_timeout", "lock_file", "lock_timeout"), WATCH,
+         writes=False)
+def config_print_command(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
+                         request: WatchRequest, settings: Settings) -> ExitStatus:
+    """Print the settings show and sync would use here (flags, environment, configuration file, defaults), as a configuration file, each with where it came from.
+
+    Each setting is commented with its origin: flag, env NAME, file PATH, or default. The output is itself a valid --config file (redirect it to /etc/kipvs/config.yaml to start one). The options are checked as the commands check them: a bad value is one line and exit 2.
+    """
+    header = f"Settings of kipvs on this node; configuration file: {settings.path or 'none'}."
+    env.stdout.write(settings.render(header))
+    return ExitStatus.OK
 
 
 def main() -> None:

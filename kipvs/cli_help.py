@@ -21,6 +21,7 @@ try:  # typer >= 0.20 vendors click; older ones depend on it
 except ImportError:  # pragma: no cover - depends on the installed typer
     import click  # type: ignore[no-redef]
 
+from kipvs.cli_options import BOOLEAN_FLAGS
 from kipvs.errors import ExitStatus
 
 # `kipvs` alone raises this (click >= 8.2) to print the help; older clicks print it themselves.
@@ -37,7 +38,8 @@ METAVARS = {
     "iptables_mode": "auto|legacy|nft", "ipvs_graceful_termination": "BOOL",
     "ipvs_graceful_period": "DURATION", "drain_record": "FILE", "ipvs_tcp_timeout": "DURATION",
     "ipvs_tcpfin_timeout": "DURATION", "ipvs_udp_timeout": "DURATION", "ipvs_strict_arp": "BOOL",
-    "healthz_bind_address": "HOST:PORT",
+    "healthz_bind_address": "HOST:PORT", "config": "FILE", "effective_config": "FILE", "metrics_port": "PORT",
+    "master": "URL", "nodeport_addresses": "CIDR|primary", "proxy_mode": "MODE",
     "service": "NAMESPACE/NAME", "vip": "VIP[:PORT]", "interval": "SECONDS",
 }
 SHELLS = ("bash", "zsh", "fish")
@@ -50,6 +52,8 @@ def takes_value(param) -> bool:
 def metavar(param) -> str:
     """The word shown after a value-taking option, in --help and the man pages: `text|json` for a choice."""
     # typer >= 0.20 describes a value by type_descriptor; click's own options by type
+    if set(getattr(param, "opts", ())) & BOOLEAN_FLAGS:
+        return "[BOOL]"  # alone it means true
     choices = getattr(getattr(param, "type_descriptor", None) or getattr(param, "type", None), "choices", None)
     if choices:
         return "|".join(getattr(c, "value", str(c)) for c in choices)

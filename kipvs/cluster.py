@@ -478,37 +478,80 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _new_endpoint = tuple.__new__  # Endpoint(...) without the Python-level __new__ a NamedTuple adds
+_NO_CONDITIONS: dict = {}
+_NO_HINTS = ((), ())
+
+
+def _hint_names(entries) -> tuple[str, ...] | None:
+    """The names of well-formed hint entries ([{"name": "zone-a"}]; absent is none), or None when any
+    entry is not one (then `_hints` reports it)."""
+    if entries is None:
+        return ()
+    if entries.__class__ is not list:
+        return None
+    if len(entries) == 1:  # the EndpointSlice controller's hints: one zone, or this node
+        entry = entries[0]
+        name = entry.get("name") if entry.__class__ is dict else None
+        return (name,) if name.__class__ is str and name else None
+    names = tuple([entry.get("name") if entry.__class__ is dict else None for entry in entries])
+    for name in names:
+        if name.__class__ is not str or not name:
+            return None
+    return names
 
 
 def _endpoints(r: Reader, raws: list, family: int) -> list[Endpoint]:
     """The hot loop of a large cluster (every endpoint of every slice). An endpoint whose fields are all
-    well-typed and valid (the common case) is built here, where it can have no problem; anything else
-    goes to `_endpoint`, which reports what is wrong, so problems come out as they always did."""
+    well-typed and valid is built here, where it can have no problem, whichever optional fields it has
+    (conditions, nodeName, targetRef and hints may each be absent, a non-canonical address is written
+    canonically): real dumps hold every such shape, and one left to the general reader costs twice as
+    much. Anything else goes to `_endpoint`, which reports what is wrong, so problems come out as they
+    always did (a property test compares both on every shape)."""
     af, pton, ntop, intern, new = _AF[family], socket.inet_pton, socket.inet_ntop, sys.intern, _new_endpoint
-    plain, metadata = PLAIN_FIRST_BYTE[family], METADATA_V6_PACKED  # a special address takes the slow path
+    plain, metadata = PLAIN_FIRST_BYTE[family], METADATA_V6_PACKED  # a special address takes the general path
+    shared_hints: dict = {}  # the few distinct hints of a slice, one tuple each (memory)
     endpoints = []
     for i, raw in enumerate(raws):
         if raw.__class__ is dict:
-            addresses, conditions, node = raw.get("addresses"), raw.get("conditions"), raw.get("nodeName")
-            target = raw.get("targetRef")
-            pod = target.get("name") if target.__class__ is dict else "" if target is None else None
+            get = raw.get
+            addresses, conditions, node, target, hints = \
+                get("addresses"), get("conditions"), get("nodeName"), get("targetRef"), get("hints")
+            if conditions is None:
+                conditions = _NO_CONDITIONS
+            if target is None:
+                pod = ""
+            elif target.__class__ is dict:
+                pod = target.get("name")
+                if pod is None:
+                    pod = ""
+            else:
+                pod = None
+            if hints is None:
+                found = _NO_HINTS
+            elif hints.__class__ is dict:
+                zones, nodes = _hint_names(hints.get("forZones")), _hint_names(hints.get("forNodes"))
+                found = None if zones is None or nodes is None else shared_hints.setdefault((zones, nodes),
+                                                                                            (zones, nodes))
+            else:
+                found = None
             if addresses.__class__ is list and addresses and conditions.__class__ is dict and \
-                    node.__class__ is str and pod.__class__ is str and raw.get("hints") is None:
+                    (node is None or node.__class__ is str) and pod.__class__ is str and found is not None:
                 ip = addresses[0]
                 ready, serving, terminating = \
                     conditions.get("ready"), conditions.get("serving"), conditions.get("terminating")
                 try:
                     packed = pton(af, ip) if ip.__class__ is str else None
-                    same = packed is not None and ntop(af, packed) == ip and plain[packed[0]] and packed != metadata
                 except (OSError, ValueError):
-                    same = False
-                if same and (ready is None or ready.__class__ is bool) and \
+                    packed = None
+                if packed is not None and plain[packed[0]] and packed != metadata and \
+                        (ready is None or ready.__class__ is bool) and \
                         (serving is None or serving.__class__ is bool) and \
                         (terminating is None or terminating.__class__ is bool):
+                    text = ntop(af, packed)
                     ready = ready is not False
-                    endpoints.append(new(Endpoint, (ip, intern(node), pod, ready,
-                                                    ready if serving is None else serving, terminating is True,
-                                                    (), ())))
+                    endpoints.append(new(Endpoint, (ip if text == ip else text, intern(node) if node else "", pod,
+                                                    ready, ready if serving is None else serving,
+                                                    terminating is True, found[0], found[1])))
                     continue
         endpoint = _endpoint(r, raw, f"endpoints[{i}]", family)
         if endpoint:
@@ -558,6 +601,12 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
         return None
     ports = []
     for i, raw in enumerate(r.list(obj.get("ports"), "ports")):
+        name, protocol, number = (raw.get("name"), raw.get("protocol"), raw.get("port")) if raw.__class__ is dict \
+            else (None, None, None)
+        if (name is None or name.__class__ is str) and (protocol is None or protocol.__class__ is str) and \
+                number.__class__ is int and 0 < number < 65536:  # well-typed: no path strings, no reader calls
+            ports.append(SlicePort(sys.intern(name or ""), "TCP" if protocol is None else sys.intern(protocol), number))
+            continue
         if not isinstance(raw, dict):
             r.problem(f"ports[{i}]", f"expected a port, got {shown(raw)}")
             continue

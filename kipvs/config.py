@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from kipvs.config_file import RUNTIME_DIR
 from kipvs.addresses import parse_network, refusal, special_reason
 from kipvs.errors import ConfigError
 from kipvs.lock import DEFAULT_LOCK_FILE
@@ -44,6 +45,7 @@ class ProxyOptions:
     scheduler: str = "rr"
     node_port_range: tuple[int, int] = (30000, 32767)
     nodeport_bindon_all_ip: bool = False
+    nodeport_addresses: tuple[Network, ...] = ()  # kube-proxy's --nodeport-addresses: local addresses inside
     external_ip_ranges: tuple[Network, ...] = ()
     loadbalancer_ip_ranges: tuple[Network, ...] = ()
     strict_external_ip_validation: bool = True
@@ -140,6 +142,28 @@ def parse_bool(value: str, option: str) -> bool:
     raise ConfigError(f"{option} {value!r}: expected true or false")
 
 
+def parse_nodeport_addresses(values: list[str]) -> tuple[Network, ...]:
+    """kube-proxy's --nodeport-addresses: CIDRs, or `primary` (the node IPs, which is kipvs's default: ())."""
+    parts = [p.strip() for value in values for p in value.split(",") if p.strip()]
+    if parts == ["primary"]:
+        return ()
+    if "primary" in parts:
+        raise ConfigError("--nodeport-addresses 'primary' cannot be combined with CIDRs")
+    return parse_cidrs(parts, "--nodeport-addresses")
+
+
+def parse_master(value: str | None) -> str | None:
+    """--master: an http(s) URL of the API server."""
+    if value is None or value == "":
+        return None
+    from urllib.parse import urlsplit
+
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"--master {value!r}: expected the API server's URL, e.g. https://10.0.0.1:6443")
+    return value
+
+
 def parse_node_ips(values: list[str]) -> tuple[str, ...]:
     """--node-ip / KIPVS_NODE_IP: addresses in canonical form, at most one per family."""
     seen: dict[int, str] = {}
@@ -173,9 +197,26 @@ def parse_listen_address(value: str, option: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port_text)
 
 
+def metrics_address(addr: str | None, port: int | None) -> str | None:
+    """--metrics-addr HOST:PORT, or kube-router's pair: --metrics-addr IP with --metrics-port PORT
+    (the port alone: every address, as kube-router listens; port 0: no metrics)."""
+    if port is None:
+        return addr
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--metrics-port {port}: expected 0-65535")
+    if port == 0:
+        return None
+    if not addr:
+        return f":{port}"
+    host = addr.strip()
+    if canonical_ip(host.strip("[]")) is None:
+        return addr  # already HOST:PORT: the address names its own port
+    return f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def check_lock_file(path: str) -> str:
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) and directory != RUNTIME_DIR:  # kipvs's own directory is made when used
         raise ConfigError(f"--lock-file {path!r}: directory {directory} does not exist")
     return path
 
@@ -186,6 +227,7 @@ class SourceOptions:
 
     cluster_file: str | None = None
     kubeconfig: str | None = None
+    master: str | None = None  # the API server's URL, overriding the kubeconfig's (--master)
     node_name: str = ""
     node_ips: tuple[str, ...] = ()
     allow_partial: bool = False
@@ -232,3 +274,17 @@ def parse_timeout(value: str, option: str) -> int:
     if not math.isfinite(seconds) or seconds < 0 or seconds != int(seconds) or seconds > 2**31 - 1:
         raise ConfigError(f"{option} {value!r}: expected whole seconds, e.g. 900s or 15m (0 keeps the kernel's value)")
     return int(seconds)
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """The watch-only options, as given on the command line."""
+
+    min_sync_period: str = "200ms"
+    sync_period: str = "5m"
+    metrics_addr: str | None = None
+    health_max_age: str = "15m"
+    cleanup_on_exit: bool = False
+    healthz_bind_address: str = "0.0.0.0:10256"
+    metrics_port: int | None = None  # kube-router's --metrics-port, for an address given without one
+    effective_config: str = ""  # where the settings watch runs with are written ('' : nowhere)

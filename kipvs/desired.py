@@ -366,6 +366,9 @@ class _Expander:
     def node_port_addresses(self, families: list[int]) -> list[str]:
         if self.options.nodeport_bindon_all_ip:  # never a special address, whatever the host has
             return [ip for ip in self.local_ips if family_of(ip) in families and special_reason(ip) is None]
+        if self.options.nodeport_addresses:  # kube-proxy's --nodeport-addresses
+            return [ip for ip in self.local_ips if family_of(ip) in families and special_reason(ip) is None
+                    and any(ipaddress.ip_address(ip) in net for net in self.options.nodeport_addresses)]
         return [self.node_ips[f] for f in families if f in self.node_ips]
 
 

@@ -8,13 +8,23 @@ import stat
 import time
 from contextlib import contextmanager, nullcontext
 
+from kipvs.config_file import RUNTIME_DIR
 from kipvs.errors import ConfigError, KipvsError, PermissionDenied
 
-DEFAULT_LOCK_FILE = "/run/kipvs.lock"
+# Lock, drain record and watch's effective configuration share one directory on tmpfs, which a
+# DaemonSet mounts from the host as a whole (so the pod, cron and the CLI share all three).
+DEFAULT_LOCK_FILE = f"{RUNTIME_DIR}/kipvs.lock"
+DEFAULT_DRAIN_RECORD = f"{RUNTIME_DIR}/draining.json"
 
 
 class Busy(KipvsError):
     pass
+
+
+def make_runtime_dir(path: str) -> None:
+    """kipvs's own directory is made on first use; any other directory must exist (a typo is not created)."""
+    if os.path.dirname(os.path.abspath(path)) == RUNTIME_DIR:
+        os.makedirs(RUNTIME_DIR, mode=0o755, exist_ok=True)
 
 
 def writer_lock(dry_run: bool, path: str, wait: float):
@@ -26,6 +36,7 @@ def writer_lock(dry_run: bool, path: str, wait: float):
 def node_lock(path: str, wait: float):
     """Hold an exclusive flock on `path`, waiting up to `wait` seconds for another kipvs to finish."""
     try:
+        make_runtime_dir(path)
         # The lock is truncated and written: never through a symlink, never into a FIFO or a device.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except PermissionError:

@@ -109,7 +109,7 @@ def _names(nodes, shown: int = 10) -> str:
 
 def load_cluster(source: SourceOptions) -> tuple[Snapshot, NodeIdentity]:
     """The snapshot and this node's identity for `sync` and `show`, refused when partial (unless allowed)."""
-    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout)
+    snapshot = load_snapshot(source.cluster_file, source.kubeconfig, source.api_timeout, source.master)
     node = NodeIdentity(source.node_name, source.node_ips)
     if not source.allow_partial:
         check_complete(snapshot, node, from_file=bool(source.cluster_file))

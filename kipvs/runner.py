@@ -19,6 +19,7 @@ import sh
 
 from kipvs.bounded_read import read_regular
 from kipvs.errors import CommandFailed, KipvsError, NoDummy, NoIPVS, PermissionDenied, ToolMissing
+from kipvs.lock import make_runtime_dir
 from kipvs.spawn import CommandHelper, HelperLost, start
 
 log = logging.getLogger("kipvs.runner")
@@ -179,6 +180,7 @@ class Runner:
     def write_file(self, path: str, text: str) -> None:
         """Replace a small state file of kipvs's own (the drain record) atomically."""
         directory = os.path.dirname(os.path.abspath(path))
+        make_runtime_dir(path)
         with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".kipvs-", delete=False, encoding="utf-8") as f:
             f.write(text)
         os.replace(f.name, path)

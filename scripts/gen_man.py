@@ -1,4 +1,5 @@
-"""Generate man/kipvs.8 and man/kipvs-COMMAND.8 from the CLI definition, so they never drift from --help.
+"""Generate man/kipvs.8 and man/kipvs-COMMAND.8 from the CLI definition, so they never drift from --help,
+and the shell completion scripts the wheel installs (completions/: bash, zsh, fish).
 
     python scripts/gen_man.py          # write man/
     python scripts/gen_man.py --check  # exit 1 if man/ differs from what the CLI says now
@@ -13,9 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kipvs import __version__  # noqa: E402
 from kipvs.cli import app  # noqa: E402
-from kipvs.cli_help import build, metavar, takes_value  # noqa: E402  - the same value names as --help
+from kipvs.cli_help import build, completion_script, metavar, takes_value  # noqa: E402  - as --help says
 
 MAN = Path(__file__).resolve().parent.parent / "man"
+COMPLETIONS = MAN.parent / "completions"
+COMPLETION_FILES = {"kipvs": "bash", "_kipvs": "zsh", "kipvs.fish": "fish"}
 DATE = "2026-11"
 
 EXIT_STATUS = {
@@ -41,20 +44,25 @@ EXAMPLES = {
              "# /etc/cron.d/kipvs: * * * * * root kipvs -q sync"],
     "show": ["kipvs show", "kipvs show --check || kipvs sync", "kipvs show --output json | jq .drift"],
     "cleanup": ["kipvs cleanup --dry-run", "kipvs cleanup"],
-    "watch": ["kipvs watch --node-name $(hostname) --metrics-addr 0.0.0.0:9254",
-              "systemctl enable --now kipvs   # with scripts/kipvs.service installed",
-              "kubectl apply -f scripts/daemonset.yaml"],
+    "watch": ["kipvs watch --node-name $(hostname) --metrics-addr 127.0.0.1:9254",
+              "systemctl enable --now kipvs   # with deploy/kipvs.service installed",
+              "kubectl apply -k deploy/   # the DaemonSet, its RBAC and its ConfigMaps"],
+    "config": ["kipvs config print", "kipvs config print --config /etc/kipvs/config.yaml --scheduler wlc",
+               "kipvs config print --config '' > /etc/kipvs/config.yaml   # start a file from the defaults"],
 }
 
 
 FILES = [
+    ("/etc/kipvs/config.yaml", "The configuration file (--config)."),
     ("~/.kube/config", "The kubeconfig used outside a pod when neither --kubeconfig nor KUBECONFIG names one."),
-    ("/run/kipvs.lock", "The node lock (--lock-file): every kipvs that changes the node (sync, watch, fix-routes, "
-                        "cleanup) holds it while it does, so a cron job never interleaves with watch."),
-    ("/run/kipvs-draining.json", "The drain record (--drain-record): when each draining real server's endpoint "
+    ("/run/kipvs/kipvs.lock", "The node lock (--lock-file): every kipvs that changes the node (sync, watch, "
+                              "fix-routes, cleanup) holds it while it does, so a cron job never interleaves with watch."),
+    ("/run/kipvs/draining.json", "The drain record (--drain-record): when each draining real server's endpoint "
                                  "left its EndpointSlice, so every kipvs on the node agrees on the grace period; "
                                  "sync and watch write it, show and doctor read it. On tmpfs: it lives as long "
                                  "as the IPVS table."),
+    ("/run/kipvs/effective-config.yaml", "The settings kipvs watch runs with, which show, sync, cleanup and "
+                                         "fix-routes read by default."),
 ]
 TOOLS = ("kipvs runs ip, ipvsadm, iptables-save and iptables-restore (and the ip6tables ones; the legacy or nft "
          "backend, detected), ipset (cleanup --kube-router-leftovers) and conntrack (doctor), each through sh "
@@ -135,7 +143,8 @@ def option_block(param) -> list[str]:
     return lines
 
 
-def page(name: str, command, summary: str, global_options: list) -> str:
+def page(name: str, command, summary: str, global_options: list, invoked: str = "") -> str:
+    """`invoked`: the words after kipvs, when they differ from the page's name (`config print`)."""
     title = "kipvs" if name == "kipvs" else f"kipvs-{name}"
     help_text = (command.help or "").strip()
     first, _, rest = help_text.partition("\n")
@@ -144,7 +153,7 @@ def page(name: str, command, summary: str, global_options: list) -> str:
     if name == "kipvs":
         out.append("\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR]")
     else:
-        out.append(f"\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fB{esc(name)}\\fR [\\fIOPTIONS\\fR]")
+        out.append(f"\\fBkipvs\\fR [\\fIGLOBAL OPTIONS\\fR] \\fB{esc(invoked or name)}\\fR [\\fIOPTIONS\\fR]")
     out += [".SH DESCRIPTION", esc(first)]
     for paragraph in filter(None, (p.strip() for p in rest.split("\n\n"))):
         out += [".PP", esc(" ".join(paragraph.split()))]
@@ -191,12 +200,32 @@ def pages() -> dict[str, str]:
     globals_ = [p for p in root.params if p.name not in ("install_completion", "show_completion")]
     result = {"kipvs.8": page("kipvs", root, "node agent for Kubernetes services on IPVS", [])}
     for name, command in root.commands.items():
+        if getattr(command, "commands", None):  # a group of one command (`kipvs config print`): its page
+            ((sub_name, sub),) = command.commands.items()
+            result[f"kipvs-{name}.8"] = page(name, sub, "", globals_, f"{name} {sub_name}")
+            continue
         result[f"kipvs-{name}.8"] = page(name, command, "", globals_)
     return result
 
 
+def completions() -> dict[str, str]:
+    """Each shell's script; they ask kipvs itself for the words, so they never drift from the CLI."""
+    return {name: completion_script(shell) + "\n" for name, shell in COMPLETION_FILES.items()}
+
+
 def main() -> int:
     wanted = pages()
+    scripts = completions()
+    if "--check" in sys.argv:
+        stale = [name for name, text in scripts.items()
+                 if not (COMPLETIONS / name).exists() or (COMPLETIONS / name).read_text() != text]
+        if stale:
+            print(f"completions out of date: {', '.join(stale)}; run python scripts/gen_man.py", file=sys.stderr)
+            return 1
+    else:
+        COMPLETIONS.mkdir(exist_ok=True)
+        for name, text in scripts.items():
+            (COMPLETIONS / name).write_text(text)
     if "--check" in sys.argv:
         stale = [name for name, text in wanted.items()
                  if not (MAN / name).exists() or (MAN / name).read_text() != text]

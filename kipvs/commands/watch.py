@@ -10,13 +10,15 @@ applies what changed meanwhile.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
-from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, parse_duration,
+from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, WatchRequest, metrics_address, parse_duration,
                           parse_listen_address)
+from kipvs.config_file import write_atomically
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
 from kipvs.cluster import find_node, parse_endpoint_slice_early
@@ -278,33 +280,37 @@ class Watcher:
         self.stop.set()
 
 
-@dataclass(frozen=True)
-class WatchRequest:
-    """The watch-only options, as given on the command line."""
-
-    min_sync_period: str = "200ms"
-    sync_period: str = "5m"
-    metrics_addr: str | None = None
-    health_max_age: str = "15m"
-    cleanup_on_exit: bool = False
-    healthz_bind_address: str = "0.0.0.0:10256"
+def write_effective_config(path: str, text: str) -> None:
+    """What watch runs with, for show/sync/cleanup/fix-routes on this node; a failure costs only that."""
+    if not path or not text:
+        return
+    try:
+        write_atomically(path, text)
+        log.info("settings written to %s", path)
+    except OSError as exc:
+        log.warning("cannot write the effective configuration %s (%s): show and sync on this node will not "
+                    "find watch's settings", path, exc.strerror)
 
 
 def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
-              request: WatchRequest) -> ExitStatus:
+              request: WatchRequest, effective: str = "") -> ExitStatus:
+    """`effective`: the settings as a configuration file, written to request.effective_config once the
+    options are known to be good."""
     import signal
 
     settings = WatchSettings(min_sync_period=parse_duration(request.min_sync_period, "--min-sync-period"),
                              sync_period=parse_duration(request.sync_period, "--sync-period"),
                              lock_file=run.lock_file, lock_timeout=run.lock_timeout)
-    listen = parse_listen_address(request.metrics_addr, "--metrics-addr") if request.metrics_addr else None
+    metrics_addr = metrics_address(request.metrics_addr, request.metrics_port)
+    listen = parse_listen_address(metrics_addr, "--metrics-addr") if metrics_addr else None
     max_age = parse_duration(request.health_max_age, "--health-max-age")
     healthz = parse_listen_address(request.healthz_bind_address, "--healthz-bind-address") \
         if request.healthz_bind_address else None
     runner = env.runner(False, run.command_timeout)  # its helper forks before the API client is even loaded
     from kipvs.sources.api import load_client_config
 
-    api_client = load_client_config(source.kubeconfig)
+    api_client = load_client_config(source.kubeconfig, source.master)
+    write_effective_config(request.effective_config, effective)
     metrics = Metrics()
     if listen:
         serve(metrics, listen, max_age)
@@ -329,6 +335,8 @@ def run_watch(env: Environment, source: SourceOptions, options: ProxyOptions, ru
         with node_lock(run.lock_file, run.lock_timeout):
             plan, _ = remove_owned(runner, options)
         log.warning("cleanup on exit: %s", plan.summary())
+        if request.effective_config and os.path.isfile(request.effective_config):
+            os.unlink(request.effective_config)  # nothing of these settings is left on the node
     else:
         log.warning("exiting; IPVS rules, addresses and routes stay in place")
     return ExitStatus.OK

@@ -40,7 +40,8 @@ def snapshot_from_objects(objects: list[dict], origin: str) -> Snapshot:
                     tuple(problems))
 
 
-def load_snapshot(cluster_file: str | None, kubeconfig: str | None, api_timeout: float) -> Snapshot:
+def load_snapshot(cluster_file: str | None, kubeconfig: str | None, api_timeout: float,
+                  master: str | None = None) -> Snapshot:
     """From a dump when `cluster_file` is given, else from the API (the client is imported only then)."""
     if cluster_file:
         from kipvs.sources.file import read_cluster_file
@@ -48,4 +49,4 @@ def load_snapshot(cluster_file: str | None, kubeconfig: str | None, api_timeout:
         return read_cluster_file(cluster_file)
     from kipvs.sources.api import load_client_config, read_cluster_api
 
-    return read_cluster_api(load_client_config(kubeconfig), api_timeout)
+    return read_cluster_api(load_client_config(kubeconfig, master), api_timeout)

@@ -48,9 +48,15 @@ def check_kubeconfig(kubeconfig: str | None) -> None:
             raise ClusterUnavailable(f"kubeconfig {path}: {exc.strerror or exc}") from None
 
 
-def load_client_config(kubeconfig: str | None):
-    """In-cluster config when running in a pod (and no kubeconfig given), else kubeconfig."""
+def load_client_config(kubeconfig: str | None, master: str | None = None):
+    """In-cluster config when running in a pod (and no kubeconfig given), else kubeconfig.
+
+    `master` (--master) replaces the server address either names, as kube-proxy's flag does: in a
+    pod of a cluster without kube-proxy, the service account's token and CA with the real address."""
     from kubernetes import client, config
+    from kubernetes.config.incluster_config import (SERVICE_CERT_FILENAME, SERVICE_HOST_ENV_NAME,
+                                                    SERVICE_PORT_ENV_NAME, SERVICE_TOKEN_FILENAME,
+                                                    InClusterConfigLoader)
     from yaml import YAMLError
 
     configuration = client.Configuration()
@@ -63,9 +69,13 @@ def load_client_config(kubeconfig: str | None):
                                  "path, or leave it unset to use the in-cluster config or ~/.kube/config")
     try:
         if kubeconfig is None:
+            # With --master the loader must not need KUBERNETES_SERVICE_HOST: the address is replaced below.
+            environ = os.environ if master is None else \
+                {**os.environ, SERVICE_HOST_ENV_NAME: "master", SERVICE_PORT_ENV_NAME: "443"}
             try:
-                config.load_incluster_config(client_configuration=configuration)
-                return client.ApiClient(configuration)
+                InClusterConfigLoader(token_filename=SERVICE_TOKEN_FILENAME, cert_filename=SERVICE_CERT_FILENAME,
+                                      environ=environ).load_and_set(configuration)
+                return client.ApiClient(_at(configuration, master))
             except config.ConfigException:
                 pass
             default = os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)
@@ -75,12 +85,18 @@ def load_client_config(kubeconfig: str | None):
                     f"{default}; pass --kubeconfig FILE, or --cluster-file for a `kubectl get` dump")
         check_kubeconfig(kubeconfig)
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return client.ApiClient(configuration)
+        return client.ApiClient(_at(configuration, master))
     except (config.ConfigException, OSError, TypeError, ValueError, YAMLError, RecursionError) as exc:
         # ValueError: YAML the client's loader cannot build (a 5,000-digit number, 2023-02-30)
         why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         where = kubeconfig or config.KUBE_CONFIG_DEFAULT_LOCATION
         raise ClusterUnavailable(f"no usable Kubernetes client configuration in {where}: {why}") from None
+
+
+def _at(configuration, master: str | None):
+    if master:
+        configuration.host = master.rstrip("/")
+    return configuration
 
 
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,

@@ -10,6 +10,13 @@ if os.environ.get("KIPVS_LAB_GUEST") != "1":
     raise pytest.UsageError("tests/kernel runs only inside the lab guest: scripts/lab -- python -m pytest tests/kernel")
 
 
+@pytest.fixture(autouse=True)
+def own_effective_config(tmp_path, monkeypatch):
+    """Each test's kipvs watch writes, and its kipvs commands read, watch's settings in the test's own
+    directory, not the guest's shared /run/kipvs: one test's watch must not configure the next test's sync."""
+    monkeypatch.setenv("KIPVS_EFFECTIVE_CONFIG", str(tmp_path / "effective-config.yaml"))
+
+
 @pytest.fixture
 def cluster():
     lab = Cluster()

@@ -224,3 +224,11 @@ def fake_api():
 
 def fake_api_client(api: LocalAPIServer, tmp_path) -> client.ApiClient:
     return api_client_from(api.kubeconfig(tmp_path / "kubeconfig"))
+
+
+@pytest.fixture(autouse=True)
+def config_in_tmp(tmp_path, monkeypatch):
+    """Commands run here never read this host's /etc/kipvs or /run/kipvs, nor write watch's settings there."""
+    monkeypatch.setattr("kipvs.config_file.DEFAULT_CONFIG", str(tmp_path / "etc-kipvs-config.yaml"))
+    monkeypatch.setenv("KIPVS_EFFECTIVE_CONFIG", str(tmp_path / "effective-config.yaml"))
+    monkeypatch.delenv("KIPVS_CONFIG", raising=False)

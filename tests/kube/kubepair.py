@@ -127,6 +127,7 @@ class KubePair:
              f"--bind-address={self.host}", f"--advertise-address={self.host}", f"--secure-port={self.port}",
              f"--tls-cert-file={certs.server_cert}", f"--tls-private-key-file={certs.server_key}",
              f"--client-ca-file={certs.ca}", "--authorization-mode=RBAC",
+             "--allow-privileged=true",  # as kubeadm runs it: deploy/daemonset.yaml's privileged pod is valid
              "--service-account-issuer=https://kubernetes.default.svc",
              f"--service-account-key-file={certs.sa_public}", f"--service-account-signing-key-file={certs.sa_private}",
              f"--service-cluster-ip-range={self.service_cidr}", f"--cert-dir={self.workdir / 'apiserver-certs'}",

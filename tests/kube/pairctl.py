@@ -39,7 +39,23 @@ class PairControl:
             return writes.delete(self.admin, request["kind"], request["name"], request.get("namespace", "default"))
         if op == "kill_apiserver":
             return self.pair.kill_apiserver()
+        if op == "service_account":
+            return self.service_account(request["manifest"])
         raise ValueError(f"unknown op {op}")
+
+
+    def service_account(self, manifest: str) -> dict:
+        """Create the objects of an RBAC manifest (deploy/rbac.yaml) and mint its ServiceAccount a token with
+        the TokenRequest API: what the kubelet mounts into the pod, token and CA, as the pod would see them."""
+        from kubernetes import client, utils
+
+        docs = [d for d in yaml.safe_load_all(open(manifest)) if d]
+        for doc in docs:
+            utils.create_from_dict(self.admin, doc)
+        account = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]
+        token = client.CoreV1Api(self.admin).create_namespaced_service_account_token(
+            account["name"], account["namespace"], {"spec": {"expirationSeconds": 3600}}).status.token
+        return {"token": token, "ca": Path(self.pair.certs.ca).read_text(), "namespace": account["namespace"]}
 
 
 class ControlHandler(socketserver.StreamRequestHandler):

@@ -1,5 +1,5 @@
 """Least privilege, proven on the real API server with RBAC on: kipvs watch works with exactly the
-ServiceAccount, ClusterRole and binding that scripts/daemonset.yaml ships, and nothing more is allowed."""
+ServiceAccount, ClusterRole and binding that deploy/rbac.yaml ships, and nothing more is allowed."""
 import time
 
 import pytest
@@ -17,8 +17,8 @@ NAME = "kipvs-test-rbac"  # not `kipvs`: on an existing cluster, never clobber a
 
 
 def shipped_rbac() -> dict:
-    """The daemonset manifest's RBAC objects, renamed into the test's namespace and name."""
-    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "scripts" / "daemonset.yaml").read_text())}
+    """The shipped RBAC objects, renamed into the test's namespace and name."""
+    docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text())}
     account, role, binding = docs["ServiceAccount"], docs["ClusterRole"], docs["ClusterRoleBinding"]
     account["metadata"] = {"name": NAME, "namespace": NAMESPACE}
     role["metadata"] = {"name": NAME}

@@ -20,3 +20,16 @@ def test_host_benchmark_runs_and_prints_its_table():
     # Each event recomputed exactly one Service (the bench asserts the single IPVS write itself).
     events = text.split("watch: one endpoint added")[1].splitlines()[2:4]
     assert [row.split()[-1] for row in events] == ["1", "1"], events
+
+
+def test_shapes_benchmark_runs_every_generator_and_every_shape_takes_the_fast_loop():
+    """File mode per endpoint shape (CI smoke: small N, one round); its goal lines are printed."""
+    proc = subprocess.run([sys.executable, "benchmarks/bench_shapes.py", "--services", "60", "--endpoints", "4",
+                           "--rounds", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    shapes = [row.split()[0] for row in rows[2:7]]
+    assert shapes == ["synthetic", "bare", "controller", "hints", "dual-stack"], proc.stdout
+    # The last column: endpoints of the sample that went through the general reader, of those parsed.
+    assert [row.split()[-3:] for row in rows[2:7]] == [["0", "of", "240"]] * 4 + [["0", "of", "480"]], proc.stdout
+    assert rows[7].startswith("goal: every shape <= 5 s") and rows[8].startswith("goal: per-endpoint cost")

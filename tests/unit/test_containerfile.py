@@ -68,7 +68,7 @@ def test_kipvs_comes_from_the_wheel_build_image_builds():
 
 
 def test_image_is_the_one_the_daemonset_runs():
-    docs = list(yaml.safe_load_all((REPO / "scripts" / "daemonset.yaml").read_text()))
+    docs = list(yaml.safe_load_all((REPO / "deploy" / "daemonset.yaml").read_text()))
     daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
     (container,) = daemonset["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"kipvs:{__version__}"  # what scripts/build-image tags by default

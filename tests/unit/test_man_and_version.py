@@ -32,8 +32,10 @@ def test_every_option_of_every_command_is_in_its_man_page():
     root = typer.main.get_command(app)
     for name, command in root.commands.items():
         text = (REPO / "man" / f"kipvs-{name}.8").read_text()
+        if getattr(command, "commands", None):  # `kipvs config print`: the page of the group's one command
+            ((_, command),) = command.commands.items()
         for param in command.params:
-            for opt in param.opts:
+            for opt in param.opts if not param.hidden else ():  # hidden: an old spelling, said in another's help
                 assert opt.replace("-", "\\-") in text, (name, opt)
 
 

@@ -10,7 +10,7 @@ def test_files_name_the_lock_the_drain_record_and_every_tool_kipvs_runs():
     for page in MAN.glob("*.8"):
         text = page.read_text()
         assert "keeps no state" not in text and "runs only" not in text, page.name
-        for word in ("/run/kipvs.lock", "/run/kipvs\\-draining.json", "iptables\\-restore", "ipset", "conntrack"):
+        for word in ("/run/kipvs/kipvs.lock", "/run/kipvs/draining.json", "iptables\\-restore", "ipset", "conntrack"):
             assert word in text.split(".SH FILES")[1], (page.name, word)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent.parent
-MAN_PAGES = {f"kipvs{s}.8" for s in ("", "-sync", "-watch", "-fix-routes", "-cleanup", "-show")}
+MAN_PAGES = {f"kipvs{s}.8" for s in ("", "-sync", "-watch", "-fix-routes", "-cleanup", "-show", "-config")}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def test_sdist_has_man_pages_service_files_and_example(dist):
     (sdist,) = dist.glob("kipvs-*.tar.gz")
     names = {Path(n).name for n in tarfile.open(sdist).getnames()}
     assert MAN_PAGES <= names
-    assert {"kipvs.service", "daemonset.yaml", "kipvs.cron", "cluster.yaml", "pyproject.toml"} <= names
+    assert {"kipvs.service", "daemonset.yaml", "rbac.yaml", "config.yaml", "kustomization.yaml", "kipvs.cron",
+            "cluster.yaml", "pyproject.toml", "kipvs", "_kipvs", "kipvs.fish"} <= names
 
 
 def test_wheel_declares_python_entry_point_and_installs_data(dist):
@@ -40,6 +41,10 @@ def test_wheel_declares_python_entry_point_and_installs_data(dist):
     assert "kipvs = kipvs.cli:main" in entry_points
     assert {f"share/man/man8/{p}" for p in MAN_PAGES} <= {n.split(".data/data/", 1)[-1] for n in names}
     assert any(n.endswith("share/kipvs/kipvs.service") for n in names)
+    assert any(n.endswith("share/kipvs/kustomization.yaml") for n in names)
+    # completion where bash-completion (also under each PATH entry's ../share), zsh and fish look
+    assert {"share/bash-completion/completions/kipvs", "share/zsh/site-functions/_kipvs",
+            "share/fish/vendor_completions.d/kipvs.fish"} <= {n.split(".data/data/", 1)[-1] for n in names}
 
 
 def test_sdist_leaves_out_the_virtualenv(dist):

@@ -109,7 +109,7 @@ def test_without_a_cluster_show_falls_back_to_the_kernel_with_one_line_saying_so
     record = json.dumps({"TCP 10.96.0.10:80 10.1.0.5:8080": 1765000000.0})
 
     def factory(dry_run, timeout, out=None):
-        return RecordingRunner(state(**{"read /run/kipvs-draining.json": record}))
+        return RecordingRunner(state(**{"read /run/kipvs/draining.json": record}))
     result = invoke(["show", "--kubeconfig", str(kubeconfig), "--node-name", "node3", "--api-timeout", "3",
                      "--iptables-mode", "legacy"], factory)
     assert result.exit_code == 0, result.stderr

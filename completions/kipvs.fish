@@ -1,0 +1,1 @@
+complete --command kipvs --no-files --arguments "(env _KIPVS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) kipvs)" --condition "env _KIPVS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) kipvs"
