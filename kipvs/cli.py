@@ -62,7 +62,7 @@ def fix_routes_command(
 ) -> ExitStatus:
     """Make the local route of every address on the dummy interface use the node IP as source.
 
-    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only the interface's own wrong routes change: the repaired route is added and read back before a wrong one is deleted (IPv6 VIPs on a down interface are skipped), and routes left for addresses no longer on the interface are removed. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
+    Repairs kube-router issue #376 (connections from a node to a service hang when the backend is on another node) and, for IPv6, #1698. Needs no API server; works on nodes run by kube-router (kube-dummy-if) or kube-proxy (--interface kube-ipvs0). Only the interface's own wrong routes change: the repaired route is added and read back before a wrong one is deleted (IPv6 VIPs on a down interface are skipped), and routes left for addresses no longer on the interface are removed. After an IPv4 repair it runs `ip neigh flush nud incomplete`, which is host-wide: every unresolved neighbour entry on every interface goes (resolved ones stay), so the next packet resolves afresh with the node IP as sender. Exit 0 when every route is correct afterwards, 1 when some is not, 2 on error.
     """
     from kipvs.commands.fix_routes import run_fix_routes
 
@@ -84,15 +84,50 @@ def sync_command(env: Environment, source: SourceOptions, options: ProxyOptions,
 def show_command(
     env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
     check: str = bool_option(False, "--check", envvar=None,
-                       help="Print nothing; exit 0 when in sync, 1 on drift, 2 on error."),
+                             help="Print nothing; exit 0 when in sync, 1 on drift, 2 on error."),
+    service: Optional[str] = typer.Option(None, "--service", metavar="NAMESPACE/NAME",
+                                          help="Show only this Service."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="Show only this namespace's Services."),
+    vip: Optional[str] = typer.Option(None, "--vip", metavar="VIP[:PORT]",
+                                      help="Show only the virtual servers of this address (and port)."),
+    kernel_only: str = bool_option(False, "--kernel-only", envvar=None,
+                                   help="Read only the kernel, not the cluster (what show does by itself when "
+                                        "the API server or cluster file cannot be read)."),
+    watch: str = bool_option(False, "--watch", "-w", envvar=None,
+                             help="Redraw every --interval seconds until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between two redraws of --watch."),
 ) -> ExitStatus:
-    """Troubleshoot: each service, its virtual servers and real servers (pod, node, weight, connections), route health, and the drift between cluster and kernel.
+    """Troubleshoot: each service, its virtual servers and real servers (pod, node, forwarding, weight, connections), route health, and the drift between cluster and kernel.
 
-    With --check, exit 0 when in sync, 1 when there is drift, 2 on error (the diff convention), for cron and monitoring.
+    Where the kernel's value differs from the wanted one, both are shown (want 1, kernel 0). When the cluster cannot be read, one line says so and the kernel's own state is shown: virtual and real servers with weights and connections, the dummy interface's addresses and their routes' src, kipvs's netfilter chains and the drain record; Services and pods are then unknown. With --check, exit 0 when in sync, 1 when there is drift, 2 on error (the diff convention), for cron and monitoring. --output json is one document whose layout is versioned by its "schema" field (see kipvs-show(8)).
     """
     from kipvs.commands.show import run_show
+    from kipvs.troubleshoot.selection import parse_filter
+    from kipvs.config import parse_seconds
+    from kipvs.errors import ConfigError
 
-    return run_show(env, source, options, run.command_timeout, run.json, check)
+    if watch and check:
+        raise ConfigError("--watch and --check exclude each other: --check answers once")
+    return run_show(env, source, options, run.command_timeout, run.json, check,
+                    parse_filter(service, namespace, vip), kernel_only,
+                    parse_seconds(interval, "--interval") if watch else None)
+
+
+@command(app, "doctor", SOURCE, PROXY, RUN.only("output", "command_timeout"))
+def doctor_command(
+    env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions,
+    targets: Optional[list[str]] = typer.Argument(None, metavar="VIP:PORT...", show_default=False, hidden=True),
+) -> ExitStatus:
+    """Walk every hop to a service address (VIP:PORT, or VIP for all its ports; several may be given) on this node and name the broken one, with the command that repairs it.
+
+    The hops: the address on the dummy interface, its local route's src, the IPVS virtual server, its real servers (ready, weights, draining), the firewall and source ranges, the masquerade, and conntrack entries to real servers that are gone. Each is one line, ✔ or ✘, with what was seen and, when broken, the exact fix; a hop that cannot be judged because an earlier one is broken is marked ·. Without the cluster (API or --cluster-file unreadable) it judges from the kernel alone and says so. Exit 0 when every hop is sound, 1 when one is broken, 2 on error.
+    """
+    from kipvs.commands.doctor import run_doctor
+    from kipvs.errors import ConfigError
+
+    if not targets:
+        raise ConfigError("doctor: name the service address to check: kipvs doctor VIP[:PORT], e.g. 10.254.0.20:80")
+    return run_doctor(env, source, options, run.command_timeout, run.json, targets)
 
 
 @command(app, "cleanup", PROXY.only("interface", "service_node_port_range", "excluded_cidrs", "iptables_mode"),

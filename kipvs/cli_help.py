@@ -40,6 +40,7 @@ METAVARS = {
     "ipvs_tcpfin_timeout": "DURATION", "ipvs_udp_timeout": "DURATION", "ipvs_strict_arp": "BOOL",
     "healthz_bind_address": "HOST:PORT", "config": "FILE", "effective_config": "FILE", "metrics_port": "PORT",
     "master": "URL", "nodeport_addresses": "CIDR|primary", "proxy_mode": "MODE",
+    "service": "NAMESPACE/NAME", "vip": "VIP[:PORT]", "interval": "SECONDS",
 }
 SHELLS = ("bash", "zsh", "fish")
 

@@ -374,6 +374,7 @@ MODE = Group("notes", (
 # What to do now rather than how the node is set up: never read from a file nor written to one.
 NOT_IN_FILE = frozenset({"help", "version", "install_completion", "show_completion", "config", "check", "dry_run",
                          "output", "kube_router_leftovers", "verbose", "quiet", "effective_config", "no_strict",
+                         "service", "namespace", "vip", "kernel_only", "watch", "interval", "targets",  # show, doctor
                          *(p.name for p in MODE.params)})
 # Where the API is and who asks differ between watch's pod and the host: each reader keeps its own.
 NOT_EXPORTED = frozenset({"kubeconfig", "master"})

@@ -91,3 +91,13 @@ def drain(desired: Desired, candidates: dict[tuple, list[RealServer]], counters:
     servers = tuple(replace(vs, real_servers=tuple(sorted(vs.real_servers + tuple(kept[vs.key]))))
                     if vs.key in kept else vs for vs in desired.virtual_servers)
     return replace(desired, virtual_servers=servers), drains, new_record
+
+
+def record_entries(record: dict[str, float]) -> dict[tuple[str, str], float]:
+    """The drain record keyed (virtual server label, real server label), for `show` and `doctor`."""
+    entries = {}
+    for name, since in record.items():
+        service, _, server = name.rpartition(" ")
+        if service:
+            entries[(service, server)] = since
+    return entries

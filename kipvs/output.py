@@ -36,9 +36,10 @@ def progress_reporter(env: Environment):
 
 
 def report_problems(problems) -> None:
-    """Every problem of a one-shot run, one line each."""
+    """Every problem of a one-shot run, one line each: a warning about an object (the rest was done), never
+    an error (errors are for what failed: red on success teaches operators to ignore red)."""
     for problem in problems:
-        log.error("%s", problem)
+        log.warning("problem: %s", problem)
 
 
 class ProblemLog:
@@ -51,7 +52,7 @@ class ProblemLog:
     def update(self, problems) -> None:
         now = {str(p) for p in problems}
         for line in sorted(now - self.current):
-            log.error("%s", line)
+            log.warning("problem: %s", line)
         for line in sorted(self.current - now):
             log.warning("resolved: %s", line)
         self.current = now

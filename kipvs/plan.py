@@ -163,10 +163,12 @@ def plan_addresses(desired: Desired, net: NetFacts, options: ProxyOptions, plan:
         plan.held += len(stale)
         stale = []
     for address in stale:
-        lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
-        # The kernel removes only the local route it made; the one with the node IP as source stays behind.
+        # The kernel removes only the local route it made; the one with the node IP as source would stay
+        # behind. It goes first: after the address, the kernel may already have taken it (IPv6), and the
+        # delete would fail on a run that in fact succeeded.
         lines += [delete_line(r) for r in net.local_routes
                   if r.type == "local" and r.dst == address.ip and r.dev == interface and r.prefsrc != address.ip]
+        lines.append(f"addr del {address.ip}/{address.prefixlen} dev {interface}")
     plan.counts["addresses removed"] += len(stale)
     if remove_link and interface in net.interfaces and len(stale) == len(present) and \
             net.kinds.get(interface, "dummy") == "dummy":

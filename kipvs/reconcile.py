@@ -92,11 +92,19 @@ def check_complete(snapshot: Snapshot, node: NodeIdentity, from_file: bool) -> N
     if from_file and not snapshot.nodes:
         missing.append("no Nodes")
     elif find_node(snapshot.nodes, node.name) is None:
+        if not missing and snapshot.nodes:  # the cluster is whole: the name is what is wrong
+            raise PartialCluster(f"{snapshot.origin}: no Node named {node.name!r} (--node-name, default the "
+                                 f"hostname); Nodes found: {_names(snapshot.nodes)}: pass --node-name with one of them")
         missing.append(f"no Node named {node.name!r} (--node-name)")
     if missing:
         raise PartialCluster(f"{snapshot.origin}: {', '.join(missing)}: refusing to sync from a partial cluster "
                              "(dump with `kubectl get services,endpointslices,nodes -A -o json`, or pass "
                              "--allow-partial)")
+
+
+def _names(nodes, shown: int = 10) -> str:
+    names = sorted(str((n.get("metadata") or {}).get("name")) for n in nodes if isinstance(n, dict))
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def load_cluster(source: SourceOptions) -> tuple[Snapshot, NodeIdentity]:

@@ -8,55 +8,108 @@ from rich.tree import Tree
 
 from kipvs.environment import Environment, terminal_width
 
-STATE_STYLE = {"ok": "green", "missing": "red", "extra": "red", "different": "yellow", "draining": "magenta"}
+STATE_STYLE = {"ok": "green", "missing": "red", "extra": "red", "different": "yellow", "draining": "magenta",
+               "weight 0 (unknown why)": "yellow"}
+COLUMNS = ("real server", "pod", "node", "forward", "weight", "active", "inactive", "cps", "state")
 
 
 def _state(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def show_view(report: dict) -> Group:
+def _side_by_side(wanted, kernel) -> Text:
+    """One value when both agree (or one side has none); `want W, kernel K` where they differ."""
+    if wanted is None or kernel is None or wanted == kernel:
+        return Text(str(kernel if wanted is None else wanted))
+    return Text(f"want {wanted}, kernel {kernel}", style="yellow")
+
+
+def _real_servers(vs: dict) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    for column in COLUMNS:
+        table.add_column(column)
+    for rs in vs["real_servers"]:
+        # Cells are markup by default: names from the cluster must be plain text.
+        table.add_row(Text(rs["label"]), Text(str(rs["pod"])), Text(str(rs["node"])),
+                      _side_by_side(rs["forward"], rs["kernel_forward"]),
+                      _side_by_side(rs["weight"], rs["kernel_weight"]), str(rs["active"]), str(rs["inactive"]),
+                      str(rs["cps"]), _state(rs["state"]))
+    return table
+
+
+def _virtual_server(parent: Tree, vs: dict) -> None:
+    scheduler = vs["scheduler"] + (f" ({','.join(vs['flags'])})" if vs["flags"] else "")
+    persist = f" persistent {vs['persistent']}s" if vs["persistent"] else ""
+    label = Text.assemble((vs["label"], "bold"), f"  {vs['kind']}", f"  {scheduler}{persist}  ", _state(vs["state"]))
+    for diff in vs["differences"]:
+        label.append(f"  {diff['field']}: want {diff['wanted']}, kernel {diff['kernel']}", style="yellow")
+    branch = parent.add(label)
+    if not vs["real_servers"]:
+        branch.add(Text("no endpoints: connections are refused", style="yellow"))
+    else:
+        branch.add(_real_servers(vs))
+
+
+def _header(report: dict) -> Text:
     node = report["node"]
     ips = ", ".join(node["ips"].values()) or "none"
+    state = ("in sync", "green") if report["in_sync"] else ("drift", "red") if report["in_sync"] is False else \
+        ("kernel only", "yellow")
     # Everything from the cluster or the command line is plain Text, never markup.
-    parts: list = [Text.assemble(("node", "bold"), f" {node['name']}  ", ("node IPs", "bold"), f" {ips}  ",
-                                 ("interface", "bold"), f" {node['interface']}  ",
-                                 ("in sync", "green") if report["in_sync"] else ("drift", "red"))]
+    return Text.assemble(("node", "bold"), f" {node['name']}  ", ("node IPs", "bold"), f" {ips}  ",
+                         ("interface", "bold"), f" {node['interface']}  ", state)
+
+
+def _services(report: dict) -> Tree:
     tree = Tree("[bold]services[/]")
     for svc in report["services"]:
         branch = tree.add(Text(f"{svc['namespace']}/{svc['name']}", style="bold cyan"))
         if svc.get("netfilter"):
             nf = svc["netfilter"]
             ranges = f"; source ranges {', '.join(nf['source_ranges'])}" if nf["source_ranges"] else ""
-            branch.add(Text(f"masquerade: {nf['masquerade']}; hairpin {nf['hairpin']}; firewall {nf['firewall']}"
-                            f"{ranges}", style="dim"))
+            kept = "; external traffic keeps the client IP (Local)" if nf["client_ip_kept"] else ""
+            branch.add(Text(f"hairpin {nf['hairpin']}; firewall {nf['firewall']}{ranges}{kept}", style="dim"))
         for note in svc.get("notes", ()):
             branch.add(Text(f"note: {note}", style="dim"))
         for vs in svc["virtual_servers"]:
-            persist = f" persistent {vs['persistent']}s" if vs["persistent"] else ""
-            label = Text.assemble((vs["address"], "bold"), f"  {vs['kind']}", f"  {vs['scheduler']}{persist}  ",
-                                  _state(vs["state"]))
-            vs_branch = branch.add(label)
-            if not vs["real_servers"]:
-                vs_branch.add(Text("no endpoints: connections are refused", style="yellow"))
-                continue
-            table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-            for column in ("real server", "pod", "node", "weight", "active", "inactive", "cps", "state"):
-                table.add_column(column)
-            for rs in vs["real_servers"]:
-                # Cells are markup by default: names from the cluster must be plain text.
-                table.add_row(Text(rs["address"]), Text(str(rs["pod"])), Text(str(rs["node"])), str(rs["weight"]),
-                              str(rs["active"]),
-                              str(rs["inactive"]), str(rs["cps"]), _state(rs["state"]))
-            vs_branch.add(table)
+            _virtual_server(branch, vs)
+    return tree
+
+
+def _kernel_only(report: dict) -> list:
+    parts: list = [Text(f"cluster unavailable ({report['cluster']['reason']}): the kernel's state only; Services, "
+                        "pods and wanted values are unknown", style="yellow")]
+    tree = Tree("[bold]virtual servers on this node[/]")
+    for vs in report["virtual_servers"]:
+        _virtual_server(tree, vs)
     parts.append(tree)
+    record = report.get("drain_record") or {}
+    for entry in record.get("entries", ()):
+        parts.append(Text(f"drain record {record['path']}: {entry['virtual_server']} {entry['real_server']} "
+                          f"left its EndpointSlice at {entry['since']:.0f} (unix time)", style="magenta"))
+    netfilter = report.get("netfilter") or {}
+    for chain in netfilter.get("rules", ()):
+        parts.append(Text(f"netfilter IPv{chain['family']} {chain['table']} {chain['chain']}: "
+                          f"{len(chain['rules'])} kipvs rule(s)", style="dim"))
+    return parts
+
+
+def _routes(report: dict) -> Table:
     routes = Table(title="local routes of service addresses", title_justify="left", box=None, header_style="dim")
     for column in ("address", "src", "want", ""):
         routes.add_column(column)
     for route in report["routes"]:
         routes.add_row(route["address"], ", ".join(filter(None, route["src"])) or "(none)",
                        route["expected_src"] or "(no node IP)", _state("ok" if route["ok"] else "different"))
-    parts.append(routes)
+    return routes
+
+
+def show_view(report: dict) -> Group:
+    parts: list = [_header(report)]
+    if report.get("masquerade"):
+        parts.append(Text(f"masquerade (every Service): {report['masquerade']}", style="dim"))
+    parts += [_services(report)] if report.get("mode") != "kernel" else _kernel_only(report)
+    parts.append(_routes(report))
     netfilter = report.get("netfilter")
     if netfilter:
         parts.append(Text(f"netfilter: iptables {netfilter['backend']} backend" if netfilter["backend"] else
@@ -70,7 +123,7 @@ def show_view(report: dict) -> Group:
         for chain in netfilter["leftovers"]:
             parts.append(Text(f"left over by another service proxy: {chain}", style="yellow"))
     drift = report["drift"]
-    if not report["in_sync"]:
+    if report["in_sync"] is False:
         lines = Text("drift (what `kipvs sync` would run):\n", style="bold red")
         for command in drift["commands"][:50]:
             lines.append(f"  {command}\n")
@@ -84,15 +137,19 @@ def show_view(report: dict) -> Group:
         parts.append(Text(f"removals held: {held['count']} stale virtual server(s) and address(es) kept, because "
                           f"the addresses of {', '.join(held['services'])} could not be read", style="red"))
     for problem in report["problems"]:
-        parts.append(Text(f"problem: {problem}", style="yellow"))
+        parts.append(Text(f"problem: {problem['text']}", style="yellow"))
     return Group(*parts)
 
 
-def print_show(report: dict, env: Environment | None = None, console: Console | None = None) -> None:
+def print_show(report: dict, env: Environment | None = None, console: Console | None = None,
+               clear: bool = False) -> None:
+    """`clear`: redraw in place (show --watch) when stdout is a terminal."""
     if console is None:
         env = env or Environment()
         # Piped output (less, grep, a ticket) should not be cut to 80 columns; COLUMNS still wins. Height
         # too: with TERM=dumb rich ignores a width given alone and falls back to 80 columns.
         console = Console(file=env.stdout) if env.stdout_isatty else \
             Console(file=env.stdout, width=terminal_width(), height=50)
+    if clear and console.is_terminal:
+        console.clear()
     console.print(show_view(report))

@@ -99,6 +99,12 @@ def issue_376_demo() -> int:
         build_issue_376(cluster)
         node3 = cluster.nodes["node3"]
         probe(node3, "before: node3 sends with the VIP as source; the backend's node drops it as a martian")
+        console.print(f"[bold]$ kipvs doctor {KUBERNETES_VIP}:443[/]   (in node3's namespace: why does it time out?)")
+        doctor = node3.kipvs("doctor", f"{KUBERNETES_VIP}:443", "--node-name", "node3")
+        sys.stdout.write(doctor.stdout)
+        sys.stdout.flush()
+        console.print(doctor.stderr.rstrip(), markup=False, style="dim")
+        console.print()
         console.print("[bold]$ kipvs fix-routes[/]   (in node3's namespace)")
         proc = node3.kipvs("fix-routes")
         console.print(proc.stderr.strip(), markup=False)

@@ -52,6 +52,71 @@ EXAMPLES = {
 }
 
 
+FILES = [
+    ("/etc/kipvs/config.yaml", "The configuration file (--config)."),
+    ("~/.kube/config", "The kubeconfig used outside a pod when neither --kubeconfig nor KUBECONFIG names one."),
+    ("/run/kipvs/kipvs.lock", "The node lock (--lock-file): every kipvs that changes the node (sync, watch, "
+                              "fix-routes, cleanup) holds it while it does, so a cron job never interleaves with watch."),
+    ("/run/kipvs/draining.json", "The drain record (--drain-record): when each draining real server's endpoint "
+                                 "left its EndpointSlice, so every kipvs on the node agrees on the grace period; "
+                                 "sync and watch write it, show and doctor read it. On tmpfs: it lives as long "
+                                 "as the IPVS table."),
+    ("/run/kipvs/effective-config.yaml", "The settings kipvs watch runs with, which show, sync, cleanup and "
+                                         "fix-routes read by default."),
+]
+TOOLS = ("kipvs runs ip, ipvsadm, iptables-save and iptables-restore (and the ip6tables ones; the legacy or nft "
+         "backend, detected), ipset (cleanup --kube-router-leftovers) and conntrack (doctor), each through sh "
+         "with a timeout; it sets the IPVS and ARP sysctls by writing /proc/sys/net, as sysctl -w does.")
+SEE_ALSO = {"show": ["kipvs\\-doctor(8)"], "doctor": ["kipvs\\-show(8)", "kipvs\\-fix\\-routes(8)"],
+            "fix-routes": ["ip\\-neighbour(8)"], "watch": ["kipvs\\-sync(8)"], "sync": ["kipvs\\-show(8)"]}
+
+
+def metrics() -> list[str]:
+    """What /metrics serves, from the code that serves it (one paragraph per series)."""
+    from kipvs.metrics import Metrics
+    from kipvs.service_metrics import TrafficMetrics
+
+    traffic = TrafficMetrics(None, dict, clock=lambda: 0.0)
+    traffic.read_at = 0.0  # never read the kernel here
+    metrics = Metrics()
+    metrics.add_collector(traffic)
+    found = [line.split(" ", 3)[2:] for line in metrics.render().splitlines() if line.startswith("# HELP ")]
+    intro = ("On --metrics-addr, /metrics serves these series (Prometheus text format); the kipvs_service_* ones, "
+             "kube-router's kube_router_service_* renamed, are labelled namespace, service, vip, protocol and "
+             "port, for kipvs's own virtual servers only, and read from the kernel at most every 5 s. /healthz "
+             "answers 503 when the last converged sync is older than --health-max-age.")
+    return [intro] + [f"{name}: {text}" for name, text in found]
+
+
+SHOW_JSON = [
+    'With --output json, one document whose "schema" is 2 (1 was the unversioned layout): "mode" is "cluster", '
+    'or "kernel" when the cluster could not be read (then "cluster" has "available": false and the "reason"); '
+    '"node" (name, ips, interface); "masquerade", the node-wide SNAT rule; "services", each with namespace, '
+    'name, notes, netfilter (client_ip_kept, hairpin, firewall, source_ranges) and "virtual_servers".',
+    'A virtual server has protocol (tcp, udp, sctp), address, port, label ("TCP 10.0.0.1:80"), kind, '
+    'port_name, scheduler, flags, persistent, options, state (ok, missing, different; "kernel" in kernel mode), '
+    '"kernel" (the same fields as the kernel has them, or null), "differences" (a list of field, wanted, '
+    'kernel) and "real_servers". A real server has address, port, label, pod, node, weight and kernel_weight, '
+    'forward and kernel_forward (null where a side has none), differences, active, inactive, cps, in_bps, '
+    'out_bps, state (ok, missing, extra, different, draining) and drain (since, deadline, endpoint_listed, or null).',
+    'Also "virtual_servers" (kernel mode: every virtual server kipvs owns, Services unknown), "routes" (address, '
+    'src, expected_src, ok), "drift" (missing, different and extra virtual servers as labels, missing and extra '
+    'addresses, wrong routes, and the commands a sync would run), "netfilter" (backend, unavailable, commands, '
+    'leftovers; in kernel mode "rules", kipvs\'s chains as read), "drain_record" (kernel mode), '
+    '"foreign_virtual_servers", "problems" (kind, namespace, name, field, message, text), "skipped", "in_sync" '
+    '(null in kernel mode) and, with a filter, "filter". --service, --namespace and --vip narrow services, '
+    'virtual servers and routes; in_sync and --check still speak for the whole node.',
+]
+DOCTOR_JSON = [
+    'With --output json, one document: "schema" 1, "node", "cluster" (whether the cluster could be read), '
+    '"sound", and "targets", one per address asked about, each with address, port (null: every port), sound '
+    'and "hops": hop (address, route src, virtual server, real servers, firewall, masquerade, conntrack), ok '
+    '(true, false, or null when not judged), evidence and fix (the command, or null).',
+]
+SECTIONS = {"show": {"JSON OUTPUT": SHOW_JSON}, "doctor": {"JSON OUTPUT": DOCTOR_JSON},
+            "watch": {"METRICS": metrics}}
+
+
 def esc(text: str) -> str:
     text = text.replace("\\", "\\e").replace("-", "\\-")
     return "\n".join(("\\&" + line if line.startswith((".", "'")) else line) for line in text.split("\n"))
@@ -107,17 +172,21 @@ def page(name: str, command, summary: str, global_options: list, invoked: str = 
         for code, meaning in EXIT_STATUS[name]:
             out += [".TP", f"\\fB{code}\\fR", esc(meaning)]
         out += [".PP", esc("A usage error (an unknown option, a bad value) also exits 2, with one line on stderr.")]
+    for title, paragraphs in SECTIONS.get(name, {}).items():
+        out += [f".SH {title}"]
+        for paragraph in paragraphs() if callable(paragraphs) else paragraphs:
+            out += [".PP", esc(paragraph)]
     out += [".SH ENVIRONMENT", "Every option can be set by the environment variable named with it. "
-            "\\fBNO_COLOR\\fR turns colours off.", ".SH FILES",
-            esc("/etc/kipvs/config.yaml: the configuration file (--config). /run/kipvs/: the node lock, the drain "
-                "record and the settings kipvs watch runs with (effective-config.yaml), which show, sync, cleanup "
-                "and fix-routes read by default. ~/.kube/config, or the file KUBECONFIG names: the kubeconfig used "
-                "outside a pod without --kubeconfig.")]
+            "\\fBNO_COLOR\\fR turns colours off.", ".SH FILES"]
+    for path, meaning in FILES:
+        out += [".TP", f"\\fI{esc(path)}\\fR", esc(meaning)]
+    out += [".PP", esc(TOOLS)]
     if EXAMPLES.get(name):
         out += [".SH EXAMPLES"]
         for example in EXAMPLES[name]:
             out += [".PP", ".nf", esc(example), ".fi"]
-    see = ["ipvsadm(8)", "ip\\-route(8)", "ip\\-address(8)"]
+    see = SEE_ALSO.get(name, []) + ["ipvsadm(8)", "ip\\-route(8)", "ip\\-address(8)", "iptables(8)",
+                                    "iptables\\-restore(8)", "ipset(8)", "conntrack(8)", "sysctl(8)"]
     if name != "kipvs":
         see.insert(0, "kipvs(8)")
     else:

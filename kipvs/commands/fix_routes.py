@@ -97,11 +97,25 @@ def _warn(plan: RepairPlan, facts: NetFacts, interface: str) -> None:
             log.warning("%s is also on %s: only %s's route is changed", check.vip, ", ".join(others), interface)
 
 
+KNOWN_INTERFACES = {"kube-dummy-if": "kube-router's and kipvs's", "kube-ipvs0": "kube-proxy's (IPVS mode)"}
+
+
+def missing_interface(interface: str, facts) -> str:
+    """Why there is nothing to repair, and the --interface that would find something (never the one given)."""
+    dummies = sorted(name for name, kind in facts.kinds.items() if kind == "dummy" and name != interface)
+    text = f"interface {interface} does not exist on this node"
+    if dummies:
+        return text + f"; its dummy interfaces: {', '.join(dummies)}: pass --interface {dummies[0]}"
+    others = [f"{KNOWN_INTERFACES[name]} is {name} (--interface {name})" for name in KNOWN_INTERFACES
+              if name != interface]
+    return text + ", nor any other dummy interface: is kube-router, kube-proxy (IPVS mode) or kipvs running here? " + \
+        "; ".join(others)
+
+
 def fix_routes(runner: Runner, interface: str, node_ip_args: list[str]) -> FixRoutesReport:
     facts = read_net_facts(runner)
     if interface not in facts.interfaces:
-        raise ConfigError(f"interface {interface} does not exist (is kube-router/kipvs running? "
-                          "kube-proxy's is kube-ipvs0: --interface kube-ipvs0)")
+        raise ConfigError(missing_interface(interface, facts))
     node_ips = _node_ips(facts, interface, node_ip_args)
     first = plan_repair(facts, interface, node_ips)
     _warn(first, facts, interface)

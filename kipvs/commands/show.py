@@ -1,14 +1,23 @@
-"""`kipvs show`: what the cluster wants, what the kernel has, and what differs, as plain data."""
+"""`kipvs show`: what the cluster wants, what the kernel has, and what differs, as plain data.
+
+Without the cluster (the API unreachable, no kubeconfig, or --kernel-only) the report is the
+kernel's alone (kipvs.troubleshoot.kernel_view): the moment people troubleshoot is often the moment
+the API is down.
+"""
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import replace
 
+from kipvs.troubleshoot.fields import (SHOW_SCHEMA, VIRTUAL_SERVER_COMPARED, differences, problem_fields,
+                                        real_server_fields, virtual_server_fields)
+from kipvs.troubleshoot.selection import ShowFilter, filter_report
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.environment import Environment
-from kipvs.errors import ExitStatus
+from kipvs.errors import ClusterUnavailable, ExitStatus
 from kipvs.facts.ipvsadm import READ_CONNECTIONS, READ_RATES, Counters, parse_connections, parse_rates
 from kipvs.facts.kernel import read_kernel
-from kipvs.model import host_port
 from kipvs.netfilter.sync import netfilter_report
 from kipvs.output import emit_json
 from kipvs.plan import plan_sync, unwanted
@@ -17,47 +26,62 @@ from kipvs.runner import Runner
 from kipvs.routes import check_routes
 from kipvs.sources import Snapshot
 
+log = logging.getLogger("kipvs.show")
 
-def _real_server_rows(vs, kernel_vs, desired, connections, rates, draining: set) -> list[dict]:
+
+def _real_server_rows(vs, kernel_vs, desired, connections, rates, drains: dict) -> list[dict]:
     ours = {rs.key: rs for rs in vs.real_servers}
     theirs = {rs.key: rs for rs in kernel_vs.real_servers} if kernel_vs else {}
     rows = []
     for key in sorted(set(ours) | set(theirs)):
-        rs = ours.get(key) or theirs[key]
         info = desired.backends.get(key)
-        state = "missing" if key not in theirs else "extra" if key not in ours else \
-            "different" if ours[key] != theirs[key] else "draining" if (vs.key, key) in draining else "ok"
-        conns = connections.get((vs.key, key), Counters())
-        rate = rates.get((vs.key, key), Counters())
-        rows.append({"address": host_port(rs.ip, rs.port), "pod": info.pod if info else "", "node": info.node if info else "",
-                     "weight": rs.weight, "forward": rs.forward, "active": conns.active, "inactive": conns.inactive,
-                     "cps": rate.cps, "in_bps": rate.in_bps, "out_bps": rate.out_bps, "state": state})
+        drain = drains.get((vs.key, key))
+        row = real_server_fields(key, ours.get(key), theirs.get(key), connections.get((vs.key, key), Counters()),
+                                 rates.get((vs.key, key), Counters()))
+        row["state"] = "missing" if key not in theirs else "extra" if key not in ours else \
+            "different" if row["differences"] else "draining" if drain else "ok"
+        row.update(pod=info.pod if info else "", node=info.node if info else "",
+                   drain={"since": drain.since, "deadline": drain.deadline, "endpoint_listed": drain.since is None}
+                   if drain else None)
+        rows.append(row)
     return rows
+
+
+def _virtual_server_entry(vs, have, origin, desired, connections, rates, drains) -> dict:
+    wanted = virtual_server_fields(vs)
+    kernel = virtual_server_fields(have) if have else None
+    return {**wanted, "kind": origin.kind, "port_name": origin.port_name,
+            "state": "missing" if have is None else "ok" if have == vs else "different",
+            "kernel": kernel, "differences": differences(wanted, kernel, VIRTUAL_SERVER_COMPARED),
+            "real_servers": _real_server_rows(vs, have, desired, connections, rates, drains)}
+
+
+def _netfilter_states(wanted, services: dict) -> str | None:
+    """Each Service's netfilter state; returns the node-wide masquerade rule (the same for every Service)."""
+    node_wide = None
+    for key, state in wanted.services.items():
+        node_wide = node_wide or state.masquerade
+        if key in services:
+            services[key]["netfilter"] = {"client_ip_kept": state.client_ip_kept, "hairpin": state.hairpin,
+                                          "firewall": state.firewall, "source_ranges": list(state.source_ranges)}
+    return node_wide
 
 
 def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions) -> dict:
     kernel = read_kernel(runner)
     connections = parse_connections(runner.run(READ_CONNECTIONS))
     rates = parse_rates(runner.run(READ_RATES))
-    desired, drains = with_draining(runner, compute(snapshot, node, options, kernel, backends=True), kernel, options,
-                                    keep_record=False)
-    draining = {(d.service, d.server) for d in drains}
+    desired, drain_list = with_draining(runner, compute(snapshot, node, options, kernel, backends=True), kernel,
+                                        options, keep_record=False)
+    drains = {(d.service, d.server): d for d in drain_list}
     in_kernel = {vs.key: vs for vs in kernel.rules}
     services: dict[tuple[str, str], dict] = {}
     for vs in desired.virtual_servers:
         origin = desired.origins[vs.key]
         entry = services.setdefault((origin.namespace, origin.name),
                                     {"namespace": origin.namespace, "name": origin.name, "virtual_servers": []})
-        have = in_kernel.get(vs.key)
-        state = "missing" if have is None else "ok" if have == vs else "different"
-        entry["virtual_servers"].append({
-            "address": vs.label(), "kind": origin.kind, "port_name": origin.port_name,
-            "scheduler": vs.scheduler + (f" ({','.join(vs.flags)})" if vs.flags else ""),
-            "persistent": vs.persistent, "state": state,
-            "kernel_scheduler": have.scheduler if have else None,
-            # Every ipvsadm option, so a difference the scheduler column hides (-M, --pe, -o) shows.
-            "options": vs.options_args(), "kernel_options": have.options_args() if have else None,
-            "real_servers": _real_server_rows(vs, have, desired, connections, rates, draining)})
+        entry["virtual_servers"].append(_virtual_server_entry(vs, in_kernel.get(vs.key), origin, desired,
+                                                              connections, rates, drains))
     for (namespace, name), notes in desired.notes.items():
         services.setdefault((namespace, name), {"namespace": namespace, "name": name, "virtual_servers": []})
     for entry in services.values():
@@ -73,25 +97,27 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
               for check in check_routes([ip for ip in desired.addresses if ip in present], options.interface,
                                         desired.node_ips, kernel.net)]
     plan = plan_sync(desired, kernel, options)
-    netfilter = None
+    netfilter, masquerade = None, None
     if options.netfilter is not None:
         netfilter, wanted = netfilter_report(runner, desired, snapshot, node.name, options.netfilter)
-        for (namespace, name), state in wanted.services.items():
-            if (namespace, name) in services:
-                services[(namespace, name)]["netfilter"] = {
-                    "masquerade": state.masquerade, "hairpin": state.hairpin, "firewall": state.firewall,
-                    "source_ranges": list(state.source_ranges)}
+        masquerade = _netfilter_states(wanted, services)
         desired = replace(desired, problems=desired.problems + wanted.problems)
     netfilter_lines = netfilter["commands"] if netfilter else []
+    entries = sorted(services.values(), key=lambda s: (s["namespace"], s["name"]))
     return {
+        "schema": SHOW_SCHEMA,
+        "mode": "cluster",
+        "cluster": {"available": True, "origin": snapshot.origin, "reason": None},
         "node": {"name": node.name, "ips": {f"ipv{k}": v for k, v in desired.node_ips.items()},
                  "interface": options.interface},
-        "services": sorted(services.values(), key=lambda s: (s["namespace"], s["name"])),
+        "masquerade": masquerade,
+        "services": entries,
+        "virtual_servers": [],  # kernel-only mode's list; here every virtual server belongs to a Service
         "routes": routes,
         "drift": {
-            "missing_virtual_servers": [v["address"] for s in services.values() for v in s["virtual_servers"]
+            "missing_virtual_servers": [v["label"] for s in entries for v in s["virtual_servers"]
                                         if v["state"] == "missing"],
-            "different_virtual_servers": [v["address"] for s in services.values() for v in s["virtual_servers"]
+            "different_virtual_servers": [v["label"] for s in entries for v in s["virtual_servers"]
                                           if v["state"] == "different"],
             "extra_virtual_servers": [vs.label() for vs in stale + held],
             "missing_addresses": [ip for ip in desired.addresses if ip not in present],
@@ -101,7 +127,7 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
         },
         "netfilter": netfilter,
         "foreign_virtual_servers": [vs.label() for vs in foreign],
-        "problems": [str(p) for p in desired.problems],
+        "problems": [problem_fields(p) for p in desired.problems],
         # Stale state kept because a Service's addresses could not be read (sync removes none of it).
         "removals_held": {"count": plan.held, "services": list(desired.holding)},
         "skipped": list(desired.skipped),
@@ -109,15 +135,44 @@ def show(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyO
     }
 
 
-def run_show(env: Environment, source: SourceOptions, options: ProxyOptions, command_timeout: float,
-             as_json: bool, check: bool) -> ExitStatus:
-    runner = env.runner(False, command_timeout)  # first: its command helper is forked while kipvs is small
-    snapshot, node = load_cluster(source)
-    report = show(runner, snapshot, node, options)
-    if as_json:
-        emit_json(env, report)
-    elif not check:
-        from kipvs.render import print_show
+def build_report(runner: Runner, source: SourceOptions, options: ProxyOptions, kernel_only: bool,
+                 check: bool) -> dict:
+    """The cluster's report, or the kernel's alone when the cluster cannot be read (not for --check:
+    drift cannot be judged without knowing what is wanted)."""
+    from kipvs.troubleshoot.kernel_view import kernel_report
 
-        print_show(report, env)
+    if kernel_only:
+        return kernel_report(runner, source, options, "--kernel-only")
+    try:
+        snapshot, node = load_cluster(source)
+    except ClusterUnavailable as exc:
+        if check:
+            raise
+        log.warning("cluster unavailable (%s): showing the kernel only; Services, pods and wanted values "
+                    "are unknown", exc)
+        return kernel_report(runner, source, options, str(exc))
+    return show(runner, snapshot, node, options)
+
+
+def run_show(env: Environment, source: SourceOptions, options: ProxyOptions, command_timeout: float,
+             as_json: bool, check: bool, selection: ShowFilter = ShowFilter(), kernel_only: bool = False,
+             watch: float | None = None, sleep=time.sleep) -> ExitStatus:
+    """`watch`: redraw every `watch` seconds until interrupted (Ctrl-C ends it with exit 0)."""
+    runner = env.runner(False, command_timeout)  # first: its command helper is forked while kipvs is small
+    try:
+        while True:
+            report = filter_report(build_report(runner, source, options, kernel_only, check), selection)
+            if as_json:
+                emit_json(env, report)
+            elif not check:
+                from kipvs.render import print_show
+
+                print_show(report, env, clear=watch is not None)
+            if watch is None:
+                break
+            sleep(watch)
+    except KeyboardInterrupt:
+        if watch is None:
+            raise
+        return ExitStatus.OK
     return ExitStatus.OK if report["in_sync"] or not check else ExitStatus.DRIFT

@@ -83,9 +83,10 @@ class Ruleset:
 
 @dataclass(frozen=True)
 class ServiceNetfilter:
-    """What netfilter does for one Service, for `show`."""
+    """What netfilter does for one Service, for `show` and `doctor`."""
 
-    masquerade: str
+    masquerade: str        # the node-wide SNAT rule, the same text for every Service (show prints it once)
+    client_ip_kept: bool   # externalTrafficPolicy Local: NodePort/external/LB traffic is not SNATed
     hairpin: str
     firewall: str
     source_ranges: tuple[str, ...] = ()
@@ -254,14 +255,14 @@ class _Builder:
         cluster_ip = "ClusterIP SNAT always (--masquerade-all)" if self.options.masquerade_all else \
             f"ClusterIP SNAT unless from pods ({self.local_mode()})" if any(self.local_traffic(f) for f in (4, 6)) \
             else "ClusterIP no SNAT (no local-traffic detector)"
+        node_wide = f"{cluster_ip}, NodePort/external/LB SNAT unless externalTrafficPolicy Local"
         for origin in self.desired.origins.values():
             key = (origin.namespace, origin.name)
             if key in states:
                 continue
-            external = "external keeps client IP (Local)" if self.local_policy(key) else "external SNAT"
             ranges = self.ranges.get(key, ())
             states[key] = ServiceNetfilter(
-                masquerade=f"{cluster_ip}, {external}",
+                masquerade=node_wide, client_ip_kept=self.local_policy(key),
                 hairpin="on", firewall="on" if self.options.firewall else "off (--ipvs-permit-all)",
                 source_ranges=tuple(network_token(n) for n in ranges))
         return states

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 
 from kipvs.errors import ClusterUnavailable
@@ -11,6 +12,18 @@ from kipvs.sources import Snapshot
 
 log = logging.getLogger("kipvs.api")
 PAGE_SIZE = 500
+
+
+_CONNECTION_REPR = re.compile(r"<?\b\w*HTTPS?Connection(Pool)?\b[^:]*?(\)>?|object at 0x[0-9a-f]+>):\s*")
+
+
+def connection_error(exc: BaseException) -> str:
+    """urllib3's error without its `HTTPSConnection(host=…, port=…)` reprs: the cause an operator acts on
+    (`Failed to establish a new connection: [Errno 111] Connection refused`)."""
+    reason = getattr(exc, "reason", None)  # MaxRetryError wraps the real cause
+    text = str(reason if isinstance(reason, BaseException) else exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = _CONNECTION_REPR.sub("", text)
+    return re.sub(r"\(Caused by \w+\((.*)\)\)$", r"(\1)", text)[:200]
 
 
 # A kubeconfig with its certificates inlined is a few hundred KB; beyond this it is not one.
@@ -50,6 +63,10 @@ def load_client_config(kubeconfig: str | None, master: str | None = None):
     # urllib3 would retry a silent server 3 more times per request; kipvs's own deadline and the
     # reflector's backoff decide instead.
     configuration.retries = False
+    missing = [path for path in (kubeconfig or "").split(os.pathsep) if path and not os.path.exists(path)]
+    if missing:
+        raise ClusterUnavailable(f"kubeconfig {missing[0]} (--kubeconfig or KUBECONFIG) does not exist: check the "
+                                 "path, or leave it unset to use the in-cluster config or ~/.kube/config")
     try:
         if kubeconfig is None:
             # With --master the loader must not need KUBERNETES_SERVICE_HOST: the address is replaced below.
@@ -61,13 +78,19 @@ def load_client_config(kubeconfig: str | None, master: str | None = None):
                 return client.ApiClient(_at(configuration, master))
             except config.ConfigException:
                 pass
+            default = os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)
+            if not os.path.exists(default):
+                raise ClusterUnavailable(
+                    f"no Kubernetes client configuration: not in a pod (no in-cluster service account) and no "
+                    f"{default}; pass --kubeconfig FILE, or --cluster-file for a `kubectl get` dump")
         check_kubeconfig(kubeconfig)
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         return client.ApiClient(_at(configuration, master))
     except (config.ConfigException, OSError, TypeError, ValueError, YAMLError, RecursionError) as exc:
         # ValueError: YAML the client's loader cannot build (a 5,000-digit number, 2023-02-30)
         why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-        raise ClusterUnavailable(f"no usable Kubernetes client configuration: {why}") from None
+        where = kubeconfig or config.KUBE_CONFIG_DEFAULT_LOCATION
+        raise ClusterUnavailable(f"no usable Kubernetes client configuration in {where}: {why}") from None
 
 
 def _at(configuration, master: str | None):
@@ -139,7 +162,7 @@ def read_cluster_api(api_client, timeout: float = 10.0) -> Snapshot:
         if "timed out" in str(exc).lower():
             raise ClusterUnavailable(f"API server {host} did not answer within {timeout:g}s "
                                      "(--api-timeout)") from None
-        raise ClusterUnavailable(f"API server {host} unreachable: {str(exc).splitlines()[0][:200]}") from None
+        raise ClusterUnavailable(f"API server {host} unreachable: {connection_error(exc)}") from None
     except ValueError as exc:  # a body that is not JSON
         raise ClusterUnavailable(f"API server {host}: unreadable answer: {str(exc)[:200]}") from None
     log.info("listed %d services, %d endpointslices, %d nodes from %s", len(services), len(slices), len(nodes), host)

@@ -114,8 +114,8 @@ def test_rolling_update_drains_the_open_connection_then_removes_the_idle_server(
         assert report["commands"] == []
         shown = json.loads(node3.kipvs("show", "-f", str(gone), "--node-name", "node3", "--drain-record",
                                        "/run/kipvs-draining-node3.json", "--output", "json").stdout)
-        rows = {r["address"]: r for s in shown["services"] for v in s["virtual_servers"] for r in v["real_servers"]
-                if v["address"] == f"TCP {VIP}:80"}
+        rows = {r["label"]: r for s in shown["services"] for v in s["virtual_servers"] for r in v["real_servers"]
+                if v["label"] == f"TCP {VIP}:80"}
         assert rows[f"{a}:9000"]["state"] == "draining" and rows[f"{a}:9000"]["active"] == 1
     finally:
         held.close()

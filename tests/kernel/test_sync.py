@@ -164,8 +164,8 @@ def test_deleted_service_loses_its_virtual_server_address_and_route(lab, tmp_pat
     netfilter = next((i for i, line in enumerate(commands) if line.startswith("ipset ") or line.endswith("<<'EOF'")),
                      len(commands))
     assert commands[:netfilter] == [
-        "ip addr del 10.254.0.30/32 dev kube-dummy-if",
         "ip route del local 10.254.0.30 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
+        "ip addr del 10.254.0.30/32 dev kube-dummy-if",
         "ipvsadm -D -t 10.254.0.30:80"]
     # Netfilter: no rule is written; the deleted address and its ports leave kipvs's sets.
     assert commands[netfilter:] and all(line.startswith("ipset del KIPVS-") for line in commands[netfilter:])
@@ -185,6 +185,8 @@ def test_foreign_ipvs_services_survive_sync_and_cleanup_which_leaves_no_trace(la
     assert sync(node3)["commands"] == []
     proc = node3.kipvs("cleanup")
     assert proc.returncode == 0, proc.stderr
+    # Silent on success: the summary line only, no red (no "RTNETLINK answers: No such process").
+    assert proc.stderr.startswith("cleanup: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert sorted(node3.ipvs_rules()) == sorted(FOREIGN)
     assert node3.run("ip", "link", "show", "kube-dummy-if", check=False).returncode != 0
     assert "10.254." not in node3.local_routes(4) and "fd00:254" not in node3.local_routes(6)

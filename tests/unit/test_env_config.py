@@ -6,10 +6,12 @@ from kipvs import cli
 from kipvs.cli import app
 from kipvs.config import parse_duration
 
-# --check is what show is asked, not a setting; the mode flags and the hidden old spelling of
-# --strict-external-ip-validation=false only exist for copied argument lists.
+# --check is what show is asked, not a setting (so are show's filters and --watch, and doctor's addresses);
+# the mode flags and the hidden old spelling of --strict-external-ip-validation=false only exist for copied
+# argument lists.
 NOT_CONFIG = {"help", "version", "install_completion", "show_completion", "check", "no_strict", "run_service_proxy",
-              "run_router", "run_firewall", "proxy_mode"}
+              "run_router", "run_firewall", "proxy_mode", "service", "namespace", "vip", "watch", "interval",
+              "kernel_only", "targets"}
 
 
 def test_every_option_has_an_environment_variable():

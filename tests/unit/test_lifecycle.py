@@ -191,8 +191,8 @@ def test_show_marks_a_draining_server_with_its_connections_and_calls_the_node_in
                                                "ipvsadm -L -n --exact": listing(2, 3, weight_a=0),
                                                "ipvsadm -L -n --rate --exact": ""}))
     report = show(runner, cluster(*ROLLING), NODE3, OPTS)
-    rows = {r["address"]: r for r in report["services"][0]["virtual_servers"][0]["real_servers"]}
-    assert (rows[f"{A}:8080"]["state"], rows[f"{A}:8080"]["weight"], rows[f"{A}:8080"]["active"],
+    rows = {r["label"]: r for r in report["services"][0]["virtual_servers"][0]["real_servers"]}
+    assert (rows[f"{A}:8080"]["state"], rows[f"{A}:8080"]["kernel_weight"], rows[f"{A}:8080"]["active"],
             rows[f"{A}:8080"]["inactive"]) == ("draining", 0, 2, 3)
     assert rows[f"{B}:8080"]["state"] == "ok" and report["in_sync"] and runner.written == {}
     out = io.StringIO()

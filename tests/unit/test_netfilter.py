@@ -286,8 +286,9 @@ def test_bad_pod_cidrs_and_source_ranges_are_problems_naming_object_and_field():
 
 def test_service_states_for_show():
     states = wanted().services
-    assert states[("default", "local")].masquerade.endswith("external keeps client IP (Local)")
-    assert states[("default", "np")].masquerade == "ClusterIP SNAT unless from pods (NodeCIDR), external SNAT"
+    assert states[("default", "local")].client_ip_kept and not states[("default", "np")].client_ip_kept
+    node_wide = "ClusterIP SNAT unless from pods (NodeCIDR), NodePort/external/LB SNAT unless externalTrafficPolicy Local"
+    assert {state.masquerade for state in states.values()} == {node_wide}  # node-wide: show prints it once
     assert states[("default", "ranged")].source_ranges == ("192.168.123.100/32",)
     assert wanted(firewall=False).services[("default", "np")].firewall == "off (--ipvs-permit-all)"
 
@@ -426,8 +427,9 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     report = show(RecordingRunner(state), snapshot(), NodeIdentity("node3"), options)
     services = {s["name"]: s for s in report["services"]}
     assert services["ranged"]["netfilter"] == {
-        "masquerade": "ClusterIP SNAT unless from pods (NodeCIDR), external SNAT", "hairpin": "on", "firewall": "on",
-        "source_ranges": ["192.168.123.100/32"]}
+        "client_ip_kept": False, "hairpin": "on", "firewall": "on", "source_ranges": ["192.168.123.100/32"]}
+    node_wide = "ClusterIP SNAT unless from pods (NodeCIDR), NodePort/external/LB SNAT unless externalTrafficPolicy Local"
+    assert report["masquerade"] == node_wide  # node-wide, once
     assert report["netfilter"]["backend"] == "legacy"
     assert report["netfilter"]["leftovers"] == ["IPv6 filter KUBE-ROUTER-SERVICES (kube-router)",
                                                 "ipset KUBE-LOOP-BACK (kube-proxy)"]
@@ -438,6 +440,7 @@ def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():
     out = io.StringIO()
     print_show(report, Environment(out=out, out_isatty=False))
     assert "firewall on; source ranges 192.168.123.100/32" in out.getvalue()
+    assert out.getvalue().count(node_wide) == 1
     assert "left over by another service proxy: IPv6 filter KUBE-ROUTER-SERVICES" in out.getvalue()
     assert "KIPVS-SERVICE-IPS 9" in out.getvalue()
 

@@ -89,4 +89,6 @@ def test_show_reports_a_kube_router_2_persistence_netmask_as_drift():
     assert report["drift"]["different_virtual_servers"] == ["TCP 10.96.0.10:80"] and not report["in_sync"]
     assert report["drift"]["commands"] == ["ipvsadm -E -t 10.96.0.10:80 -s rr -p 10800"]
     vs = report["services"][0]["virtual_servers"][0]
-    assert (vs["options"], vs["kernel_options"]) == ("-s rr -p 10800", "-s rr -p 10800 -M 32.0.0.0")
+    assert (vs["options"], vs["kernel"]["options"]) == ("-s rr -p 10800", "-s rr -p 10800 -M 32.0.0.0")
+    assert vs["differences"] == [{"field": "options", "wanted": "-s rr -p 10800",
+                                  "kernel": "-s rr -p 10800 -M 32.0.0.0"}]

@@ -107,8 +107,8 @@ def test_stale_owned_state_goes_foreign_state_stays():
     k = kernel(rules=WEB_RULES + FOREIGN, dummy_ips=("10.96.0.10", "10.96.0.77"),
                routes_src={"10.96.0.10": "192.168.123.249", "10.96.0.77": "192.168.123.249"})
     plan = plan_sync(web(), k, OPTS)
-    assert plan.command_lines() == ["ip addr del 10.96.0.77/32 dev kube-dummy-if",
-                                    "ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
+    assert plan.command_lines() == ["ip route del local 10.96.0.77 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
+                                    "ip addr del 10.96.0.77/32 dev kube-dummy-if",
                                     "ipvsadm -D -t 192.168.123.249:30500",
                                     "ipvsadm -D -t 10.96.0.77:80"]
 
@@ -132,8 +132,8 @@ def test_cleanup_removes_only_what_kipvs_owns_then_the_interface():
         "ipvsadm -D -t 10.96.0.10:80",
         "ipvsadm -D -t 192.168.123.249:30500",
         "ipvsadm -D -t 10.96.0.77:80",
-        "ip addr del 10.96.0.10/32 dev kube-dummy-if",
         "ip route del local 10.96.0.10 dev kube-dummy-if table local proto kernel src 192.168.123.249 metric 0",
+        "ip addr del 10.96.0.10/32 dev kube-dummy-if",
         "ip addr del 10.96.0.77/32 dev kube-dummy-if",
         "ip link del kube-dummy-if",
     ]
