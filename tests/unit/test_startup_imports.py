@@ -43,3 +43,18 @@ def test_only_watch_mode_imports_the_prometheus_client():
 
 def test_yaml_dumps_use_libyaml_when_pyyaml_has_it():
     assert yaml_loader() is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+
+
+PARSE = """
+import sys
+from typer.testing import CliRunner
+from kipvs.cli import app
+result = CliRunner().invoke(app, ["config", "print"])
+print(result.exit_code, "pydantic" in sys.modules)
+"""
+
+
+def test_parsing_a_command_line_imports_no_pydantic():
+    # typer 0.29 imports pydantic at every parse (seconds per run in the lab guest): pinned below it.
+    out = subprocess.run([sys.executable, "-c", PARSE], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "False"], out
