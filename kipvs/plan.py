@@ -26,6 +26,7 @@ class Plan:
     batches: list[Batch] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     held: int = 0  # stale virtual servers and addresses not removed: a Service's addresses could not be read
+    removed: frozenset = frozenset()  # keys of the virtual servers the ipvsadm batch deletes
 
     @property
     def empty(self) -> bool:
@@ -93,6 +94,7 @@ def plan_ipvs(desired: Desired, kernel: KernelFacts, options: ProxyOptions, plan
     lines = [f"-D {vs.service_args()}" for vs in stale]
     plan.counts["virtual servers removed"] += len(lines)
     plan.held += len(held)
+    plan.removed = plan.removed | {vs.key for vs in stale}
     current = {vs.key: vs for vs in kernel.rules}
     for vs in desired.virtual_servers:
         have = current.get(vs.key)
@@ -221,6 +223,14 @@ def plan_timeouts(kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> lis
         return []
     plan.counts["ipvs timeouts set"] += 1
     return ["--set " + " ".join(str(t) for t in options.timeouts)]
+
+
+def rules_after(plan: Plan, desired: Desired, kernel: KernelFacts) -> tuple[VirtualServer, ...]:
+    """The IPVS table once every line of `plan`'s ipvsadm batch has been applied: each wanted virtual
+    server exactly as desired, the deleted ones gone, every other one (foreign, held) as it was."""
+    wanted = {vs.key for vs in desired.virtual_servers}
+    kept = tuple(vs for vs in kernel.rules if vs.key not in wanted and vs.key not in plan.removed)
+    return kept + tuple(desired.virtual_servers)
 
 
 def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:

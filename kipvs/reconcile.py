@@ -20,9 +20,9 @@ from kipvs.facts.ipvsadm import TARGETED_READ_MAX, service_key_of_line
 from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, reread
 from kipvs.model import family_of
 from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
-from kipvs.plan import Plan, plan_cleanup, plan_sync
+from kipvs.plan import Plan, plan_cleanup, plan_sync, rules_after
 from kipvs.routes import resolve_node_ips
-from kipvs.runner import Runner
+from kipvs.runner import Result, Runner
 from kipvs.sources import Snapshot, load_snapshot
 
 log = logging.getLogger("kipvs.sync")
@@ -320,11 +320,11 @@ def apply_and_verify(runner: Runner, desired: Desired, kernel: KernelFacts, opti
     plan = plan_sync(desired, kernel, options)
     if not plan.empty:
         progress(f"applying {plan.command_count} commands")
-    runner.apply(plan.batches)
+    results = runner.apply(plan.batches)
     result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel, drains=drains)
     if not runner.dry_run and not plan.empty:
         progress("verifying")
-        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan, scope)
+        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan, results, scope)
     result.seconds = time.monotonic() - started
     return result
 
@@ -352,17 +352,18 @@ KERNEL_ROUTE_WAIT = 3.0
 SETTLE_ROUNDS = 1
 
 
-def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions,
-           plan: Plan, scope: Callable[[KernelFacts], KernelFacts] | None = None) -> tuple[list[str], KernelFacts]:
-    """Verify against the kernel read again (ipvsadm -R exits 0 even when a line fails) and apply
-    what the kernel did after our batch: IPv6 inserts a new address's local route later, with the
-    VIP as source, and that route must be repaired once it is there. Re-reads only what the
-    applied batches could change. Returns what still differs, and the kernel as last read (not narrowed
-    by `scope`, which applies to planning only)."""
+def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions, plan: Plan,
+           results: list[Result], scope: Callable[[KernelFacts], KernelFacts] | None = None
+           ) -> tuple[list[str], KernelFacts]:
+    """Verify against the kernel read again and apply what the kernel did after our batch: IPv6
+    inserts a new address's local route later, with the VIP as source, and that route must be
+    repaired once it is there. Re-reads only what the applied batches could change, and IPVS only
+    when `ipvsadm -R` reported a failing line (it exits 0 then, but says why on stderr). Returns what
+    still differs, and the kernel as last read (not narrowed by `scope`, which applies to planning only)."""
     scope = scope or (lambda kernel: kernel)
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
-    after = reread(runner, before, _tools(plan), _touched(plan))
+    after = reread(runner, *_trusting_ipvsadm(before, desired, plan, results), _touched(plan))
     waited = 0.0
     while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
         time.sleep(0.1)
@@ -375,6 +376,19 @@ def settle(runner: Runner, desired: Desired, before: KernelFacts, options: Proxy
         runner.apply(again.batches)
         after = reread(runner, after, _tools(again), _touched(again))
     return plan_sync(desired, scope(after), options).command_lines(), after
+
+
+def _trusting_ipvsadm(before: KernelFacts, desired: Desired, plan: Plan,
+                      results: list[Result]) -> tuple[KernelFacts, set[str]]:
+    """The kernel to verify from and the tools to read again: an `ipvsadm -R` that reported nothing
+    applied every line, so its table is the planned one without a read (one process less per event,
+    a whole-table read less per full sync). Timeouts (`--set`) are always read back."""
+    tools = _tools(plan)
+    ipvsadm = [r for r in results if r.argv[:1] == ("ipvsadm",)]
+    timeouts = any(line.startswith("--set") for b in plan.batches if b.tool == "ipvsadm" for line in b.lines)
+    if "ipvsadm" not in tools or len(ipvsadm) != 1 or not ipvsadm[0].clean or timeouts:
+        return before, tools
+    return replace(before, rules=rules_after(plan, desired, before)), tools - {"ipvsadm"}
 
 
 def _tools(plan: Plan) -> set[str]:

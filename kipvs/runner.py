@@ -100,6 +100,12 @@ class Result:
     def error_lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
+    @property
+    def clean(self) -> bool:
+        """Exit 0 and nothing on stderr: a batch tool applied every line (`ipvsadm -R` exits 0 after a
+        failing line but prints why; `ip -force -batch` and the restores print it and exit non-zero)."""
+        return self.returncode == 0 and not self.error_lines
+
 
 def classify_failure(argv: list[str], returncode: int | None, stderr: str) -> Exception:
     """Turn a failed command into the error an operator can act on."""

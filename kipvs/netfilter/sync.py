@@ -16,7 +16,7 @@ from kipvs.netfilter.plan import owned
 from kipvs.netfilter.plan import restore_lines
 from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
 from kipvs.netfilter.setplan import set_lines
-from kipvs.runner import Batch, Runner
+from kipvs.runner import Batch, Result, Runner
 from kipvs.sources import Snapshot
 
 log = logging.getLogger("kipvs.netfilter")
@@ -50,14 +50,21 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
                     outcome: NetfilterOutcome) -> None:
     outcome.backend = facts.backend
     outcome.batches = plan_batches(rulesets, facts, outcome.counts)
-    runner.apply(outcome.batches)
-    if outcome.batches and not runner.dry_run:
-        # restore is all-or-nothing per table, yet only reading back proves the rules are there; a
-        # family nothing was written to is as it was read.
+    results = runner.apply(outcome.batches)
+    if outcome.batches and not runner.dry_run and not all_applied(outcome.batches, results):
+        # A restore is all-or-nothing per table, with --noflush every -D must match, and `ipset restore`
+        # stops at its first failing line: exit 0 and a silent stderr from each means all of it is there.
+        # Anything else is read back (a family nothing was written to is as it was read).
         written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches if batch.tool != "ipset"}
         sets = any(batch.tool == "ipset" for batch in outcome.batches)
         again = plan_batches(rulesets, reread_facts(runner, facts, written, sets), Counter())
         outcome.remaining = [line for batch in again for line in batch.command_lines()]
+
+
+def all_applied(batches: list[Batch], results: list[Result]) -> bool:
+    """Whether every batch ran, exited 0 and printed nothing on stderr."""
+    ran = [b for b in batches if b.lines]
+    return len(results) == len(ran) and all(r.clean for r in results)
 
 
 def sync_netfilter(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,

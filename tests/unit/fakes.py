@@ -21,9 +21,12 @@ def fixture_outputs(name: str) -> dict[str, str]:
 class RecordingRunner(Runner):
     """Answers reads from a list of kernel states; each apply moves to the next state (if any)."""
 
-    def __init__(self, *states: dict[str, str], dry_run: bool = False, out=None):
+    def __init__(self, *states: dict[str, str], dry_run: bool = False, out=None, stderr: dict[str, str] | None = None):
+        """`stderr`: what a batch tool prints when it applies (by tool; none by default). As the real
+        tools do, `ipvsadm -R` still exits 0 then, the others (ip -force -batch, the restores) exit 1."""
         super().__init__()
         self.states = list(states)
+        self.stderr = stderr or {}
         self.dry_run = dry_run
         self.reads: list[str] = []
         self.batches: list[Batch] = []
@@ -66,7 +69,8 @@ class RecordingRunner(Runner):
         self.batches += batches
         if batches and len(self.states) > 1:
             self.states.pop(0)
-        return [Result((b.tool,), 0, "", "") for b in batches]
+        return [Result((b.tool,), int(b.tool in self.stderr and b.tool != "ipvsadm"), "", self.stderr.get(b.tool, ""))
+                for b in batches]
 
     @property
     def applied_lines(self) -> list[str]:

@@ -407,7 +407,8 @@ def test_any_value_in_source_ranges_or_pod_cidrs_gives_rules_or_one_line_problem
 
 def test_sync_writes_netfilter_after_ipvs_and_verifies_it_by_reading_back():
     state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": "", "ipset save": ""})
-    runner = RecordingRunner(state)  # the kernel never changes: the read-back must notice
+    # The kernel never changes, and the restore said so: the read-back must notice.
+    runner = RecordingRunner(state, stderr={"iptables-legacy-restore": "iptables-restore: line 2 failed\n"})
     options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
     result = sync_once(runner, snapshot(), NodeIdentity("node3"), options)
     tools = [b.tool for b in runner.batches]
@@ -415,6 +416,19 @@ def test_sync_writes_netfilter_after_ipvs_and_verifies_it_by_reading_back():
                                                             "ip6tables-legacy-restore"]
     assert result.plan.counts["netfilter chains written"] == 8
     assert "iptables-legacy-restore -w --noflush <<'EOF'" in result.remaining and not result.converged
+    assert runner.reads.count("iptables-legacy-save") == 2
+
+
+def test_restores_that_exit_0_silently_are_not_read_back():
+    """iptables-restore commits a table whole or not at all (and with --noflush every -D must match);
+    `ipset restore` stops at its first failing line: a clean exit from each proves the plan is in."""
+    state = dict(node_state(), **{"iptables-legacy-save": "", "ip6tables-legacy-save": "", "ipset save": ""})
+    runner = RecordingRunner(state)
+    options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
+    result = sync_once(runner, snapshot(), NodeIdentity("node3"), options)
+    assert [b.tool for b in runner.batches][-3:] == ["ipset", "iptables-legacy-restore", "ip6tables-legacy-restore"]
+    assert result.netfilter.remaining == [] and runner.reads.count("iptables-legacy-save") == 1
+    assert runner.reads.count("ipset save") == 1
 
 
 def test_show_reports_per_service_state_backend_leftovers_and_netfilter_drift():

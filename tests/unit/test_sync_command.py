@@ -36,7 +36,8 @@ def test_dry_run_without_ipvs_prints_full_plan_for_an_empty_node(caplog):
 
 def test_apply_then_verify_against_the_kernel_read_again():
     first = node_state(sysctl="0\n0\n0\n")
-    runner = RecordingRunner(first, first)  # the kernel did not change: sync must notice
+    # The kernel did not change, and ipvsadm -R said so on stderr (exit 0 all the same): sync must notice.
+    runner = RecordingRunner(first, first, stderr={"ipvsadm": "Memory allocation problem\n"})
     result = sync_once(runner, EXAMPLE, NODE3, ProxyOptions())
     assert [b.tool for b in runner.batches][:3] == ["ip", "ipvsadm", "sysctl"]
     assert not result.converged and result.remaining == result.plan.command_lines()
@@ -124,8 +125,23 @@ def test_a_small_change_is_verified_service_by_service_not_by_rereading_the_tabl
         "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
         "TCP  10.96.0.10:80 rr\n  -> 10.1.0.5:8080                Masq    1      0          0\n"
         "  -> 10.1.0.6:8080                Masq    1      0          0\n")})
-    runner = RecordingRunner(state, after)
+    runner = RecordingRunner(state, after, stderr={"ipvsadm": "Destination already exists\n"})
     snap = snapshot(svc("web"), eps("web", [ep("10.1.0.5"), ep("10.1.0.6")]))
     result = sync_once(runner, snap, NodeIdentity("node3", ("192.168.123.249",)), ProxyOptions())
     assert result.converged and runner.applied_lines == ["ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
     assert runner.reads.count("ipvsadm -S -n") == 1 and runner.reads[-1] == "ipvsadm -L -n --exact -t 10.96.0.10:80"
+
+
+def test_an_ipvsadm_batch_that_reports_nothing_is_not_read_back():
+    """`ipvsadm -R` prints every line the kernel refused (and exits 0): silence means every line was
+    applied, so the table is the planned one without another process, and nothing is left to settle."""
+    from tests.unit.k8s import ep, eps, snapshot, svc
+
+    rules = "-A -t 10.96.0.10:80 -s rr\n-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1\n"
+    state = node_state(rules=rules, dummy_ips=("10.96.0.10",), routes_src={"10.96.0.10": "192.168.123.249"})
+    runner = RecordingRunner(state, {})  # any read after the batch would fail: the fake has no answer
+    snap = snapshot(svc("web"), eps("web", [ep("10.1.0.5"), ep("10.1.0.6")]))
+    result = sync_once(runner, snap, NodeIdentity("node3", ("192.168.123.249",)), ProxyOptions(netfilter=None))
+    assert result.converged and runner.applied_lines == ["ipvsadm -a -t 10.96.0.10:80 -r 10.1.0.6:8080 -m -w 1"]
+    after = {vs.key: vs for vs in result.kernel_after.rules}[("tcp", "10.96.0.10", 80)]
+    assert [(rs.ip, rs.port, rs.weight) for rs in after.real_servers] == [("10.1.0.5", 8080, 1), ("10.1.0.6", 8080, 1)]
