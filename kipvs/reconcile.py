@@ -19,6 +19,7 @@ from kipvs.facts.ipvs_timeouts import read_timeouts
 from kipvs.facts.ipvsadm import TARGETED_READ_MAX, service_key_of_line
 from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, reread
 from kipvs.model import family_of
+from kipvs.netfilter.backend import NetfilterFacts
 from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
 from kipvs.plan import Plan, plan_cleanup, plan_sync, rules_after
 from kipvs.routes import resolve_node_ips
@@ -330,11 +331,12 @@ def apply_and_verify(runner: Runner, desired: Desired, kernel: KernelFacts, opti
 
 
 def with_netfilter(runner: Runner, result: SyncResult, desired: Desired, snapshot: Snapshot, node_name: str,
-                   options: ProxyOptions) -> None:
+                   options: ProxyOptions, known: NetfilterFacts | None = None) -> None:
     """Netfilter after IPVS: its rules come from the whole desired state (`desired`, which an event
-    sync's `result` only has a part of); its commands and problems join the result."""
+    sync's `result` only has a part of); its commands and problems join the result. `known`: netfilter
+    as the last turn left it (kipvs.netfilter.sync.sync_netfilter)."""
     if options.netfilter is not None:
-        _merge_netfilter(result, sync_netfilter(runner, desired, snapshot, node_name, options.netfilter))
+        _merge_netfilter(result, sync_netfilter(runner, desired, snapshot, node_name, options.netfilter, known))
 
 
 def _merge_netfilter(result: SyncResult, outcome: NetfilterOutcome) -> None:

@@ -28,6 +28,7 @@ from kipvs.healthcheck import HealthServers, node_eligible, wanted_checks, wants
 from kipvs.incremental import Change, IncrementalDesired, KernelIndex
 from kipvs.lock import node_lock
 from kipvs.metrics import Metrics, serve
+from kipvs.netfilter.backend import NetfilterFacts
 from kipvs.output import ProblemLog
 from kipvs.programming_latency import trigger_time
 from kipvs.reconcile import (NodeIdentity, SyncResult, apply_and_verify, check_complete, node_facts, remove_owned,
@@ -93,6 +94,9 @@ class Watcher:
         self.last_change: Change | None = None  # what the last event sync recomputed
         self.health_problems: list = []  # from the last health-check update
         self.netfilter_problems: tuple = ()  # from the last netfilter sync (event syncs may skip it)
+        # Netfilter as the last sync left it, when that is known without reading it back (set members
+        # written by a clean `ipset restore`): event syncs plan from it; the periodic resync reads.
+        self.netfilter_facts: NetfilterFacts | None = None
         self.kernel: KernelIndex | None = None
         # Every Service's desired state, kept between syncs: an event recomputes only what it affects.
         self.state: IncrementalDesired | None = None
@@ -144,6 +148,7 @@ class Watcher:
             log.error("sync failed: %s", exc)
             self.metrics.observe_error()
             self.kernel = None  # the next sync reads the kernel and recomputes everything
+            self.netfilter_facts = None
             if self.drain_check_at != float("inf"):  # try the drains again later, not in a tight loop
                 self.drain_check_at = time.monotonic() + self.settings.drain_recheck
             return None
@@ -161,6 +166,7 @@ class Watcher:
                                                       node_eligible(snapshot, self.node.name))
         if result.netfilter is not None:
             self.netfilter_problems = result.netfilter.problems
+            self.netfilter_facts = result.netfilter.facts_after
             self._keep_backend(result.netfilter.backend)
         carried = () if result.netfilter is not None else tuple(self.netfilter_problems)
         held = (f"removals held: {result.held_line()}",) if result.held else ()
@@ -204,7 +210,8 @@ class Watcher:
         result = apply_and_verify(self.runner, wanted, view, self.options, started=started,
                                   scope=lambda kernel: index.narrow(kernel, change))
         if self.options.netfilter is not None and (services or self._local_endpoints_changed(wanted, view)):
-            with_netfilter(self.runner, result, self.state.desired(), self.snapshot(), self.node.name, self.options)
+            with_netfilter(self.runner, result, self.state.desired(), self.snapshot(), self.node.name, self.options,
+                           known=self.netfilter_facts)
         if result.converged and result.kernel_after is not None:
             index.update(view, result.kernel_after, change)
         else:

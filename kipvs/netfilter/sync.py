@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kipvs.cluster import Problem
 from kipvs.config import NetfilterOptions
@@ -16,6 +16,8 @@ from kipvs.netfilter.plan import owned
 from kipvs.netfilter.plan import restore_lines
 from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
 from kipvs.netfilter.setplan import set_lines
+from kipvs.netfilter.sets import FAMILY, KINDS, PREFIX, set_name
+from kipvs.facts.ipset import IpSet
 from kipvs.runner import Batch, Result, Runner
 from kipvs.sources import Snapshot
 
@@ -31,6 +33,7 @@ class NetfilterOutcome:
     problems: tuple[Problem, ...] = ()
     warnings: tuple[str, ...] = ()
     unavailable: str | None = None
+    facts_after: NetfilterFacts | None = None  # the node's netfilter as this turn left it, when known without a read
 
 
 def plan_batches(rulesets: dict[int, Ruleset], facts: NetfilterFacts, counts: Counter) -> list[Batch]:
@@ -51,14 +54,31 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
     outcome.backend = facts.backend
     outcome.batches = plan_batches(rulesets, facts, outcome.counts)
     results = runner.apply(outcome.batches)
-    if outcome.batches and not runner.dry_run and not all_applied(outcome.batches, results):
+    if runner.dry_run:
+        return
+    if all_applied(outcome.batches, results):
         # A restore is all-or-nothing per table, with --noflush every -D must match, and `ipset restore`
         # stops at its first failing line: exit 0 and a silent stderr from each means all of it is there.
-        # Anything else is read back (a family nothing was written to is as it was read).
-        written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches if batch.tool != "ipset"}
-        sets = any(batch.tool == "ipset" for batch in outcome.batches)
-        again = plan_batches(rulesets, reread_facts(runner, facts, written, sets), Counter())
-        outcome.remaining = [line for batch in again for line in batch.command_lines()]
+        if all(batch.tool == "ipset" for batch in outcome.batches):  # set members only: known exactly
+            outcome.facts_after = sets_applied(facts, rulesets)
+        return
+    # Anything else is read back (a family nothing was written to is as it was read).
+    written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches if batch.tool != "ipset"}
+    sets = any(batch.tool == "ipset" for batch in outcome.batches)
+    after = reread_facts(runner, facts, written, sets)
+    again = plan_batches(rulesets, after, Counter())
+    outcome.remaining = [line for batch in again for line in batch.command_lines()]
+    outcome.facts_after = None if again else after
+
+
+def sets_applied(facts: NetfilterFacts, rulesets: dict[int, Ruleset]) -> NetfilterFacts:
+    """`facts` once the planned `ipset restore` input has been applied whole: kipvs's sets are exactly
+    the wanted ones (other sets, and every table, as they were)."""
+    owned = {set_name(base, r.sets.family): IpSet(set_name(base, r.sets.family), KINDS[base],
+                                                   FAMILY[r.sets.family], set(members))
+             for r in rulesets.values() if r.sets is not None for base, members in r.sets.members.items()}
+    names = tuple(n for n in facts.set_names if not n.startswith(PREFIX)) + tuple(sorted(owned))
+    return replace(facts, sets=owned, set_names=names)
 
 
 def all_applied(batches: list[Batch], results: list[Result]) -> bool:
@@ -68,9 +88,11 @@ def all_applied(batches: list[Batch], results: list[Result]) -> bool:
 
 
 def sync_netfilter(runner: Runner, desired: Desired, snapshot: Snapshot, node_name: str,
-                   options: NetfilterOptions) -> NetfilterOutcome:
+                   options: NetfilterOptions, known: NetfilterFacts | None = None) -> NetfilterOutcome:
+    """`known`: the facts a previous turn left (its `facts_after`), to plan from without reading the
+    tables and sets again (watch's event syncs; a full resync reads them)."""
     try:
-        facts = detect(runner, options.mode)
+        facts = known if known is not None else detect(runner, options.mode)
     except NetfilterUnavailable as exc:
         log.error("netfilter rules (masquerade, hairpin, firewall) not written: %s", exc)
         want = build_netfilter(desired, snapshot, node_name, options, per_service=False)

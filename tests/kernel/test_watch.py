@@ -91,6 +91,13 @@ def test_watch_follows_the_api_into_the_kernel(watching):
     sticky = objects[("Service", "web-sticky")]
     sticky["metadata"]["annotations"] = {"kube-router.io/service.scheduler": "lc"}
     visible_after(node3, sock, sticky, lambda rules: "-A -t 10.254.0.30:80 -s lc -p 600" in rules)
+    # Drift behind watch's back, then an event for that Service: the event sync plans from the kernel it
+    # last verified, ipvsadm -R refuses the edit (printed, exit 0), and that is what makes watch read the
+    # Service back and add it whole, long before the periodic resync.
+    node3.run("ipvsadm", "-D", "-t", "10.254.0.30:80")
+    sticky["metadata"]["annotations"] = {"kube-router.io/service.scheduler": "rr"}
+    visible_after(node3, sock, sticky, lambda rules: "-A -t 10.254.0.30:80 -s rr -p 600" in rules and
+                  sum(r.startswith("-a -t 10.254.0.30:80 ") for r in rules) == 3)
     # Scaling to zero: the real servers the curls above still count (TIME_WAIT) drain at weight 0, so
     # new connections are refused locally and nothing leaks; watch's own re-check deletes them once
     # the grace period (2s here) has passed, with no further event.

@@ -140,6 +140,37 @@ def test_a_new_service_adds_set_members_and_writes_no_rule():
     assert counts == {"ipset members added": 3}
 
 
+def test_set_members_written_cleanly_are_known_without_a_read_and_the_next_turn_reads_nothing():
+    """Watch's event syncs: a new Service's set members, applied by a silent `ipset restore`, give the
+    facts of the next turn; that turn plans from them and starts no save process."""
+    from kipvs.netfilter.sync import sync_netfilter
+
+    items = copy.deepcopy(CAPTURE["cluster"]["items"])
+    items.append({"kind": "Service", "metadata": {"name": "new", "namespace": "default"},
+                  "spec": {"type": "ClusterIP", "clusterIP": "10.254.9.9", "ports": [{"protocol": "UDP", "port": 53}]}})
+    snap = snapshot(items)
+    desired = build_desired(snap, "node3", NODE_IPS, ProxyOptions(**RANGES))
+    runner = RecordingRunner(SAVES)
+    outcome = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"))
+    assert [b.tool for b in outcome.batches] == ["ipset"] and outcome.remaining == []
+    known = outcome.facts_after
+    read_after_write = parse_ipset_save(SAVES["ipset save"] + "".join(f"{line}\n" for line in outcome.batches[0].lines),
+                                        "KIPVS-")
+    assert {n: (s.kind, s.family, s.members) for n, s in known.sets.items()} == \
+        {n: (s.kind, s.family, s.members) for n, s in read_after_write[0].items()}
+    assert sorted(known.set_names) == sorted(read_after_write[1]) and known.tables == facts().tables
+    runner.reads.clear()
+    again = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"), known=known)
+    assert again.batches == [] and runner.reads == [] and again.facts_after is not None
+    # Rules written (an empty node) are not modelled: the next turn reads them.
+    empty = RecordingRunner({"iptables-legacy-save": "", "ip6tables-legacy-save": "", "ipset save": ""})
+    assert sync_netfilter(empty, desired, snap, "node3", NetfilterOptions(mode="legacy")).facts_after is None
+    # A restore that reported a failure is read back, and what it left is not carried either.
+    failed = RecordingRunner(SAVES, stderr={"ipset": "ipset v7.17: Error in line 1: Set cannot be created\n"})
+    outcome = sync_netfilter(failed, desired, snap, "node3", NetfilterOptions(mode="legacy"))
+    assert outcome.remaining and outcome.facts_after is None and failed.reads.count("ipset save") == 2
+
+
 def test_converged_node_plans_nothing_and_the_empty_node_gets_sets_chains_and_jumps():
     want = wanted()
     assert plan_batches(want.rulesets, facts(), Counter()) == []
@@ -514,6 +545,44 @@ def test_watch_detects_the_backend_once_then_reads_only_that_backend():
     runner.reads.clear()
     watcher.sync(full=True)
     assert "iptables-legacy-save" in runner.reads and not any("nft" in read for read in runner.reads)
+
+
+def test_watch_event_syncs_plan_netfilter_from_what_the_last_clean_write_left():
+    """A new Service between full resyncs: its set members are written with no save process started."""
+    from kipvs.commands.watch import Watcher, WatchSettings
+    from tests.unit.k8s import svc
+    from kipvs.incremental import KernelIndex
+    from tests.unit.test_incremental import converged_kernel
+    from tests.unit.test_lifecycle import _StillCache
+
+    class Events(_StillCache):
+        pending: dict = {}
+
+        def drain(self):
+            listed, self._listed = self._listed, False
+            changed, self.pending = self.pending, {}
+            return listed, changed, []
+
+    runner = RecordingRunner({**node_state(), **SAVES})  # netfilter converged for the captured cluster
+    options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
+    watcher = Watcher([], runner, NodeIdentity("node3"), options, WatchSettings())
+    snap = snapshot()
+    watcher.reflectors = [Events(snap.services), Events(snap.endpoint_slices), Events(snap.nodes)]
+    watcher.sync(full=True)
+    assert watcher.netfilter_facts is not None  # netfilter was converged: the facts read are carried
+    # The recorded net is not converged for this cluster; IPVS and addresses are not this test's subject.
+    watcher.kernel = KernelIndex(converged_kernel(watcher.state.desired()), "kube-dummy-if")
+    runner.reads.clear()
+    runner.batches.clear()
+    new = svc("new", cluster_ips=("10.96.0.99",))
+    watcher.reflectors[0]._items.append(new)
+    watcher.reflectors[0].pending = {("default", "new"): new}
+    watcher.sync(full=False)
+    assert not [read for read in runner.reads if "save" in read], runner.reads
+    sets = [b for b in runner.batches if b.tool == "ipset"]
+    assert sets and "add KIPVS-SERVICE-IPS 10.96.0.99" in sets[0].lines
+    watcher.sync(full=True)  # the periodic resync reads netfilter again
+    assert "iptables-legacy-save" in runner.reads and "ipset save" in runner.reads
 
 
 def test_local_traffic_options_refuse_what_cannot_go_into_a_rule():
