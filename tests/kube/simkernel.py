@@ -101,14 +101,19 @@ class SimKernel(Runner):
                 if not batch.lines:
                     continue
                 self.batches.append(batch)
-                for line in batch.lines:
-                    getattr(self, f"_{batch.tool}")(line.split())
-                results.append(Result((batch.tool,), 0, "", ""))
+                errors = [getattr(self, f"_{batch.tool}")(line.split()) for line in batch.lines]
+                # As `ipvsadm -R` does: a refused line is printed and the batch goes on, exit 0.
+                results.append(Result((batch.tool,), 0, "", "".join(f"{e}\n" for e in errors if e)))
         return results
 
-    def _ipvsadm(self, tokens):
+    def _ipvsadm(self, tokens) -> str | None:
+        """Apply one line; what ipvsadm prints when the kernel refuses it (None: applied)."""
         key, fields = parse_line(tokens)
         op = tokens[0]
+        if op == "-A" and key in self.services:
+            return "Service already exists"
+        if op in ("-E", "-D", "-a", "-e", "-d") and key not in self.services:
+            return "No such service"
         if op in ("-A", "-E"):
             flags = fields.get("-b")
             persistent = fields.get("-p")
@@ -121,10 +126,16 @@ class SimKernel(Runner):
             self.real.pop(key)
         else:
             ip, port = split_host_port(fields["-r"])
+            present = (ip, port) in self.real[key]
+            if op in ("-d", "-e") and not present:
+                return "No such destination"
+            if op == "-a" and present:
+                return "Destination already exists"
             if op == "-d":
                 del self.real[key][(ip, port)]
             else:
                 self.real[key][(ip, port)] = RealServer(ip, port, int(fields["-w"]))
+        return None
 
     def _ip(self, tokens):
         if tokens[:2] == ["link", "add"]:
