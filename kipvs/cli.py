@@ -73,7 +73,7 @@ def fix_routes_command(
 def sync_command(env: Environment, source: SourceOptions, options: ProxyOptions, run: RunOptions) -> ExitStatus:
     """Reconcile once: make IPVS, the dummy interface's addresses and their local routes match the cluster.
 
-    Reads the cluster (API or --cluster-file) and the kernel (ipvsadm -S -n, ip -j addr, ip -j route), applies only the difference in batches (ip -batch, ipvsadm -R, sysctl), then reads the kernel again to verify. Changes only what kipvs owns. A TCP or SCTP real server that leaves first drains at weight 0 while the kernel counts connections to it (--ipvs-graceful-termination, --ipvs-graceful-period). A cluster object kipvs cannot use is reported on one line (kind, namespace/name, field) and the rest is programmed. Exit 0 when the kernel matches afterwards, 1 when it does not, 2 on error (nothing is changed when the cluster cannot be read, or lacks EndpointSlices, Nodes or this node's Node).
+    Reads the cluster (API or --cluster-file) and the kernel (ipvsadm -S -n, ip -j addr, ip -j route), applies only the difference in batches (ip -batch, ipvsadm -R, sysctl), then verifies: what a tool did not report applied is read again. Changes only what kipvs owns. A TCP or SCTP real server that leaves first drains at weight 0 while the kernel counts connections to it (--ipvs-graceful-termination, --ipvs-graceful-period). A cluster object kipvs cannot use is reported on one line (kind, namespace/name, field) and the rest is programmed. Exit 0 when the kernel matches afterwards, 1 when it does not, 2 on error (nothing is changed when the cluster cannot be read, or lacks EndpointSlices, Nodes or this node's Node).
     """
     from kipvs.commands.sync import run_sync
 
