@@ -207,3 +207,36 @@ def test_event_syncs_plan_from_the_verified_kernel_and_full_resyncs_repair_drift
         assert key in kernel.services
     finally:
         run.stop()
+
+
+def test_processes_started_per_event(kube, proxy):
+    """An endpoint added starts one process, `ipvsadm -R` (it prints every line the kernel refuses, so a
+    silent one is not read back); a new Service one batch per tool, then the address and route read-back
+    (IPv6 adds its local routes late, and `ip` reports no more than its own lines)."""
+    seed(kube)
+    run = start_watcher(kube, through(kube, proxy), dataclasses.replace(FAST, sync_period=300))
+    kernel, watcher = run.kernel, run.watcher
+    started: list[str] = []
+    read, write = kernel.run, kernel.apply
+    kernel.run = lambda argv, stdin=None: started.append(argv[0]) or read(argv, stdin)
+    kernel.apply = lambda batches: started.extend(b.tool for b in batches if b.lines) or write(batches)
+
+    def after(*objects) -> list[str]:
+        time.sleep(0.3)  # the first full sync, or the previous event, has settled
+        del started[:]
+        syncs = watcher.sync_count
+        for obj in objects:
+            kube.apply(obj)
+        deadline = time.monotonic() + 10
+        while watcher.sync_count == syncs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen = list(started)  # before the test's own reads (wait_converged reads the kernel too)
+        run.wait_converged()
+        return seen
+
+    try:
+        run.wait_converged()
+        assert after(service(1, endpoints=3)[1]) == ["ipvsadm"]
+        assert after(*service(7)) == ["ip", "ipvsadm", "ip", "ip"]
+    finally:
+        run.stop()
