@@ -360,16 +360,30 @@ class KernelIndex:
         rules = tuple(vs for vs in kernel.rules if vs.key in change.keys)
         return replace(kernel, rules=rules, net=replace(net, addresses=addresses, local_routes=tuple(routes)))
 
-    def update(self, view: KernelFacts, after: KernelFacts, change: Change) -> None:
+    @staticmethod
+    def _set(index: dict[str, list], ip: str, found: list) -> None:
+        if found:
+            index[ip] = found
+        else:
+            index.pop(ip, None)  # a deleted Service's address leaves no key behind
+
+    def update(self, view: KernelFacts, after: KernelFacts, change: Change, net_read: bool = True) -> None:
         """Take in what an event sync planned from `view` and verified as `after` (which holds at
-        least the rules of `change`'s keys, and the whole net when it was read again)."""
+        least the rules of `change`'s keys; the whole net when `net_read`, else the view's, narrowed,
+        with what the sync's clean `ip -batch` did to `change`'s addresses)."""
         found = {vs.key: vs for vs in after.rules if vs.key in change.keys}
         for key in change.keys:
             if key in found:
                 self.rules[key] = found[key]
             else:
                 self.rules.pop(key, None)
-        if after.net is not view.net:  # read again: the whole net (the view's is narrowed)
+        if after.net is view.net:
+            pass
+        elif net_read:  # read again: the whole net
             self._index_net(after.net)
             self.kernel = replace(self.kernel, net=after.net)
+        else:  # known from the batch: only the change's addresses and routes moved
+            for ip in change.ips:
+                self._set(self.ours, ip, [a for a in after.net.addresses if a.interface == self.interface and a.ip == ip])
+                self._set(self.routes, ip, [r for r in after.net.local_routes if r.dst == ip])
         self.kernel = replace(self.kernel, sysctls=after.sysctls)

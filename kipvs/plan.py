@@ -225,14 +225,6 @@ def plan_timeouts(kernel: KernelFacts, options: ProxyOptions, plan: Plan) -> lis
     return ["--set " + " ".join(str(t) for t in options.timeouts)]
 
 
-def rules_after(plan: Plan, desired: Desired, kernel: KernelFacts) -> tuple[VirtualServer, ...]:
-    """The IPVS table once every line of `plan`'s ipvsadm batch has been applied: each wanted virtual
-    server exactly as desired, the deleted ones gone, every other one (foreign, held) as it was."""
-    wanted = {vs.key for vs in desired.virtual_servers}
-    kept = tuple(vs for vs in kernel.rules if vs.key not in wanted and vs.key not in plan.removed)
-    return kept + tuple(desired.virtual_servers)
-
-
 def plan_sync(desired: Desired, kernel: KernelFacts, options: ProxyOptions) -> Plan:
     with gc_paused():
         return _plan_sync(desired, kernel, options)

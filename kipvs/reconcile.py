@@ -21,7 +21,8 @@ from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, r
 from kipvs.model import family_of
 from kipvs.netfilter.backend import NetfilterFacts
 from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
-from kipvs.plan import Plan, plan_cleanup, plan_sync, rules_after
+from kipvs.applied import net_after, rules_after
+from kipvs.plan import Plan, plan_addresses, plan_cleanup, plan_sync
 from kipvs.routes import resolve_node_ips
 from kipvs.runner import Result, Runner
 from kipvs.sources import Snapshot, load_snapshot
@@ -49,6 +50,7 @@ class SyncResult:
     kernel_after: KernelFacts | None = None  # the kernel as verified at the end (None for a dry run)
     netfilter: NetfilterOutcome | None = None
     drains: list[Drain] = field(default_factory=list)  # real servers kept at weight 0 for their connections
+    net_read: bool = False  # kernel_after's addresses and routes were read whole (not planned-from, nor modelled)
 
     @property
     def converged(self) -> bool:
@@ -325,7 +327,8 @@ def apply_and_verify(runner: Runner, desired: Desired, kernel: KernelFacts, opti
     result = SyncResult(desired, plan, kernel, kernel_after=None if runner.dry_run else kernel, drains=drains)
     if not runner.dry_run and not plan.empty:
         progress("verifying")
-        result.remaining, result.kernel_after = settle(runner, desired, kernel, options, plan, results, scope)
+        result.remaining, result.kernel_after, result.net_read = settle(runner, desired, kernel, options, plan,
+                                                                        results, scope)
     result.seconds = time.monotonic() - started
     return result
 
@@ -356,41 +359,52 @@ SETTLE_ROUNDS = 1
 
 def settle(runner: Runner, desired: Desired, before: KernelFacts, options: ProxyOptions, plan: Plan,
            results: list[Result], scope: Callable[[KernelFacts], KernelFacts] | None = None
-           ) -> tuple[list[str], KernelFacts]:
+           ) -> tuple[list[str], KernelFacts, bool]:
     """Verify against the kernel read again and apply what the kernel did after our batch: IPv6
     inserts a new address's local route later, with the VIP as source, and that route must be
     repaired once it is there. Re-reads only what the applied batches could change, and IPVS only
     when `ipvsadm -R` reported a failing line (it exits 0 then, but says why on stderr). Returns what
-    still differs, and the kernel as last read (not narrowed by `scope`, which applies to planning only)."""
+    still differs, the kernel as last read or known (not narrowed by `scope`, which applies to planning
+    only), and whether its addresses and routes were read whole (else they are `before`'s, or `before`'s
+    with what a clean `ip -batch` did)."""
     scope = scope or (lambda kernel: kernel)
     new_v6 = {ip for ip in desired.addresses if family_of(ip) == 6} - \
         {a.ip for a in before.net.addresses_on(options.interface)}
-    after = reread(runner, *_trusting_ipvsadm(before, desired, plan, results), _touched(plan))
+    known, tools = _applied(before, desired, plan, results, options, scope)
+    after, net_read = reread(runner, known, tools, _touched(plan)), "ip" in tools
     waited = 0.0
     while new_v6 and waited < KERNEL_ROUTE_WAIT and not new_v6 <= _kernel_made_routes(after, new_v6):
         time.sleep(0.1)
         waited += 0.1
-        after = reread(runner, after, {"ip"})
+        after, net_read = reread(runner, after, {"ip"}), True
     for _ in range(SETTLE_ROUNDS):
         again = plan_sync(desired, scope(after), options)
         if again.empty:
-            return [], after
+            return [], after, net_read
         runner.apply(again.batches)
-        after = reread(runner, after, _tools(again), _touched(again))
-    return plan_sync(desired, scope(after), options).command_lines(), after
+        after, net_read = reread(runner, after, _tools(again), _touched(again)), net_read or "ip" in _tools(again)
+    return plan_sync(desired, scope(after), options).command_lines(), after, net_read
 
 
-def _trusting_ipvsadm(before: KernelFacts, desired: Desired, plan: Plan,
-                      results: list[Result]) -> tuple[KernelFacts, set[str]]:
-    """The kernel to verify from and the tools to read again: an `ipvsadm -R` that reported nothing
-    applied every line, so its table is the planned one without a read (one process less per event,
-    a whole-table read less per full sync). Timeouts (`--set`) are always read back."""
+def _applied(before: KernelFacts, desired: Desired, plan: Plan, results: list[Result], options: ProxyOptions,
+             scope: Callable[[KernelFacts], KernelFacts]) -> tuple[KernelFacts, set[str]]:
+    """The kernel to verify from and the tools to read again: a batch its tool reported applied whole
+    (kipvs.applied) is known without a read: a silent `ipvsadm -R` (one process less per endpoint event,
+    a whole-table read less per full sync), a clean `ip -batch` of IPv4 addresses and routes (two reads
+    less per new or deleted Service). Timeouts (`--set`) and IPv6 are always read back."""
     tools = _tools(plan)
-    ipvsadm = [r for r in results if r.argv[:1] == ("ipvsadm",)]
-    timeouts = any(line.startswith("--set") for b in plan.batches if b.tool == "ipvsadm" for line in b.lines)
-    if "ipvsadm" not in tools or len(ipvsadm) != 1 or not ipvsadm[0].clean or timeouts:
-        return before, tools
-    return replace(before, rules=rules_after(plan, desired, before)), tools - {"ipvsadm"}
+    clean = {tool for tool in tools if [r.clean for r in results if r.argv[:1] == (tool,)] == [True]}
+    lines = {batch.tool: batch.lines for batch in plan.batches}
+    known = before
+    if "ipvsadm" in clean and not any(line.startswith("--set") for line in lines["ipvsadm"]):
+        known = replace(known, rules=rules_after(plan.removed, desired, before))
+        tools -= {"ipvsadm"}
+    net = net_after(before.net, lines["ip"], options.interface) if "ip" in clean else None
+    # The model must leave nothing for the plan to do, or the kernel is read instead of believed.
+    if net is not None and not plan_addresses(desired, scope(replace(known, net=net)).net, options, Plan()):
+        known = replace(known, net=net)
+        tools -= {"ip"}
+    return known, tools
 
 
 def _tools(plan: Plan) -> set[str]:

@@ -213,7 +213,7 @@ class Watcher:
             with_netfilter(self.runner, result, self.state.desired(), self.snapshot(), self.node.name, self.options,
                            known=self.netfilter_facts)
         if result.converged and result.kernel_after is not None:
-            index.update(view, result.kernel_after, change)
+            index.update(view, result.kernel_after, change, result.net_read)
         else:
             self.kernel = None
         return result

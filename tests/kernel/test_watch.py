@@ -98,6 +98,21 @@ def test_watch_follows_the_api_into_the_kernel(watching):
     sticky["metadata"]["annotations"] = {"kube-router.io/service.scheduler": "rr"}
     visible_after(node3, sock, sticky, lambda rules: "-A -t 10.254.0.30:80 -s rr -p 600" in rules and
                   sum(r.startswith("-a -t 10.254.0.30:80 ") for r in rules) == 3)
+    # A new Service through the API: its address, its repaired route (the #376 fix: pods on other nodes
+    # answer node3 itself) and its virtual server, each one batch that is not read back; deleted, all of it goes.
+    new_slice = dict(example_objects()[("EndpointSlice", "web-abcde")], metadata={
+        "name": "web-new-abcde", "namespace": "default", "labels": {"kubernetes.io/service-name": "web-new"}})
+    apply(sock, new_slice)
+    new_service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-new", "namespace": "default"},
+                   "spec": {"type": "ClusterIP", "clusterIP": "10.254.0.70", "clusterIPs": ["10.254.0.70"],
+                            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}
+    visible_after(node3, sock, new_service, lambda rules: sum(r.startswith("-a -t 10.254.0.70:80 ") for r in rules) == 3)
+    assert "local 10.254.0.70 dev kube-dummy-if proto kernel scope host src 192.168.123.249" in node3.local_routes(4)
+    assert answering_pods(node3, "http://10.254.0.70/", tries=6) == {"1-web", "2-web", "3-web"}
+    control(sock, op="delete", kind="Service", name="web-new", namespace="default")
+    assert wait_until(lambda: not any("10.254.0.70" in r for r in node3.ipvs_rules()) and
+                      "10.254.0.70" not in node3.local_routes(4) and
+                      "10.254.0.70" not in node3.run("ip", "addr", "show", "dev", "kube-dummy-if").stdout, 20)
     # Scaling to zero: the real servers the curls above still count (TIME_WAIT) drain at weight 0, so
     # new connections are refused locally and nothing leaks; watch's own re-check deletes them once
     # the grace period (2s here) has passed, with no further event.

@@ -190,7 +190,9 @@ class Running:
             if self.watcher.sync_count and not self.watcher.dirty.is_set() and self.converged():
                 return time.monotonic() - started
             time.sleep(0.1)
-        raise AssertionError(f"not converged after {seconds}s")
+        kernel = read_kernel(self.kernel)
+        left = plan_sync(compute(self.kube.snapshot(), self.kube.node, OPTIONS, kernel), kernel, OPTIONS)
+        raise AssertionError(f"not converged after {seconds}s: {left.command_lines()[:10]}")
 
     def stop(self) -> None:
         self.watcher.shutdown()

@@ -172,3 +172,25 @@ def test_netfilter_follows_an_event_only_when_virtual_servers_or_this_nodes_endp
     assert not after([ep("10.1.0.5", node="node-a"), ep("10.1.0.7", node="node-b")])  # a remote pod moved
     assert after([ep("10.1.0.5", node="node-a"), ep("10.1.0.8", node="node-a")])  # a local pod came
     assert after([])  # no endpoint at all: the virtual server stays, its local endpoint goes
+
+
+def test_an_event_known_from_a_clean_ip_batch_updates_only_its_addresses_in_the_index():
+    """A new Service's address and route, known from a clean `ip -batch` of the narrowed view, join the index
+    without the other Services' addresses leaving it (the view holds only the change's)."""
+    from kipvs.applied import net_after
+
+    state = state_of(many(50))
+    index = KernelIndex(converged_kernel(state.desired()), "kube-dummy-if")
+    new = [svc("n1", cluster_ips=("10.96.9.9",)), eps("n1", [ep("10.1.9.9")])]
+    change = state.apply({object_key(new[0]): new[0]}, {object_key(new[1]): new[1]})
+    view = index.view(change)
+    plan = plan_sync(state.view(change), view, OPTS)
+    net = net_after(view.net, next(b.lines for b in plan.batches if b.tool == "ip"), "kube-dummy-if")
+    index.update(view, replace(view, net=net, rules=state.view(change).virtual_servers), change, net_read=False)
+    change = state.apply({("default", "s20"): None}, {})
+    assert "ip addr del 10.96.0.21/32 dev kube-dummy-if" in plan_sync(state.view(change), index.view(change),
+                                                                     OPTS).command_lines()
+    change = state.apply({("default", "n1"): None}, {})
+    assert plan_sync(state.view(change), index.view(change), OPTS).command_lines()[:2] == [
+        "ip route del local 10.96.9.9 dev kube-dummy-if table local proto kernel src 192.168.1.10 metric 0",
+        "ip addr del 10.96.9.9/32 dev kube-dummy-if"]

@@ -53,6 +53,27 @@ def test_one_malformed_service_never_stops_the_others():
     assert any("spec.ports[1].port: 70000" in str(p) for p in result.desired.problems)
 
 
+def test_a_new_ipv4_service_written_by_clean_batches_is_not_read_back():
+    """`ip -force -batch` prints a refused line and exits 1; silence and exit 0 mean the address and its
+    repaired route are in, as kipvs.applied models them: the sync is verified without a single read."""
+    from tests.unit.k8s import ep, eps, snapshot, svc
+
+    rules = "-A -t 10.96.0.10:80 -s rr\n-a -t 10.96.0.10:80 -r 10.1.0.5:8080 -m -w 1\n"
+    state = node_state(rules=rules, dummy_ips=("10.96.0.10",), routes_src={"10.96.0.10": "192.168.123.249"})
+    runner = RecordingRunner(state, {})  # any read after the batches would fail: the fake has no answer
+    snap = snapshot(svc("web"), eps("web", [ep("10.1.0.5")]),
+                    svc("new", cluster_ips=("10.96.0.11",)), eps("new", [ep("10.1.0.6")]))
+    result = sync_once(runner, snap, NodeIdentity("node3", ("192.168.123.249",)), ProxyOptions(netfilter=None))
+    assert result.converged, result.remaining
+    assert [b.tool for b in runner.batches] == ["ip", "ipvsadm"]
+    route = [r for r in result.kernel_after.net.local_routes if r.dst == "10.96.0.11"]
+    assert [(r.dev, r.prefsrc) for r in route] == [("kube-dummy-if", "192.168.123.249")]
+    # The same batch reported a refused line: addresses and routes are read back.
+    failed = RecordingRunner(state, state, stderr={"ip": "RTNETLINK answers: File exists\n"})
+    assert not sync_once(failed, snap, NodeIdentity("node3", ("192.168.123.249",)), ProxyOptions()).converged
+    assert failed.reads.count("ip -j -d -batch -") == 3  # the first read, the read-back, after the retry
+
+
 def test_cli_unreachable_api_changes_nothing(tmp_path, monkeypatch):
     config = tmp_path / "kubeconfig"
     config.write_text(json.dumps({
