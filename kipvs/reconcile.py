@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from kipvs.applied import net_after, rules_after
 from kipvs.config import ProxyOptions, SourceOptions
 from kipvs.cluster import find_node, node_ips_of, node_zone_of
 from kipvs.desired import Desired, build_desired
@@ -21,7 +22,6 @@ from kipvs.facts.kernel import KernelFacts, read_kernel, read_kernel_or_empty, r
 from kipvs.model import family_of
 from kipvs.netfilter.backend import NetfilterFacts
 from kipvs.netfilter.sync import NetfilterOutcome, cleanup_netfilter, sync_netfilter
-from kipvs.applied import net_after, rules_after
 from kipvs.plan import Plan, plan_addresses, plan_cleanup, plan_sync
 from kipvs.routes import resolve_node_ips
 from kipvs.runner import Result, Runner

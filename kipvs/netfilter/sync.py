@@ -11,13 +11,13 @@ from kipvs.desired import Desired
 from kipvs.netfilter.backend import (NetfilterFacts, NetfilterUnavailable, detect, read_facts, reread_facts,
                                      restore_tool)
 from kipvs.errors import ConfigError
+from kipvs.facts.ipset import IpSet
 from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
 from kipvs.netfilter.plan import owned
 from kipvs.netfilter.plan import restore_lines
 from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
 from kipvs.netfilter.setplan import set_lines
 from kipvs.netfilter.sets import FAMILY, KINDS, PREFIX, set_name
-from kipvs.facts.ipset import IpSet
 from kipvs.runner import Batch, Result, Runner
 from kipvs.sources import Snapshot
 
