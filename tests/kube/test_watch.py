@@ -4,6 +4,7 @@ The watcher reaches the server through a TCP proxy (tests/kube/tcpproxy.py) that
 stall its connections; the test writes as the admin, directly."""
 import dataclasses
 import random
+import threading
 import time
 
 from tests.kube.conftest import FAST, NAMESPACE, start_watcher, through
@@ -215,37 +216,29 @@ def test_processes_started_per_event(kube, proxy):
     of IPv4 addresses and routes is not read back either; IPv6 adds its routes late and is)."""
     seed(kube)
     run = start_watcher(kube, through(kube, proxy), dataclasses.replace(FAST, sync_period=300))
-    kernel, watcher = run.kernel, run.watcher
+    kernel = run.kernel
     started: list[str] = []
     read, write = kernel.run, kernel.apply
-    kernel.run = lambda argv, stdin=None: started.append(argv[0]) or read(argv, stdin)
-    kernel.apply = lambda batches: started.extend(b.tool for b in batches if b.lines) or write(batches)
 
-    def after(*objects) -> list[str]:
+    def mine() -> bool:  # the watch loop's own processes, not the test's reads of the kernel
+        return threading.current_thread() is run.thread
+
+    kernel.run = lambda argv, stdin=None: (mine() and started.append(argv[0])) or read(argv, stdin)
+    kernel.apply = lambda batches: (mine() and started.extend(b.tool for b in batches if b.lines)) or write(batches)
+
+    def processes(change) -> list[str]:
+        run.wait_converged()
         time.sleep(0.3)  # the first full sync, or the previous event, has settled
         del started[:]
-        syncs = watcher.sync_count
-        for obj in objects:
-            kube.apply(obj)
-        deadline = time.monotonic() + 10
-        while watcher.sync_count == syncs and time.monotonic() < deadline:
-            time.sleep(0.01)
-        seen = list(started)  # before the test's own reads (wait_converged reads the kernel too)
+        change()
+        time.sleep(0.5)
         run.wait_converged()
-        return seen
+        return list(started)
 
     try:
-        run.wait_converged()
-        assert after(service(1, endpoints=3)[1]) == ["ipvsadm"]
-        assert after(*service(7)) == ["ip", "ipvsadm"]
-        time.sleep(0.3)
-        del started[:]
-        syncs = watcher.sync_count
-        kube.delete("Service", "s7")
-        deadline = time.monotonic() + 10
-        while watcher.sync_count == syncs and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert started == ["ip", "ipvsadm"]  # the route and address go first, then the virtual server
-        run.wait_converged()
+        assert processes(lambda: kube.apply(service(1, endpoints=3)[1])) == ["ipvsadm"]
+        assert processes(lambda: [kube.apply(obj) for obj in reversed(service(7))]) == ["ip", "ipvsadm"]
+        # The route and the address go first, then the virtual server.
+        assert processes(lambda: kube.delete("Service", "s7")) == ["ip", "ipvsadm"]
     finally:
         run.stop()
