@@ -93,6 +93,10 @@ def test_compaction_and_restart_cause_one_list_per_resource(kube, pair, proxy):
         while {v for (_, v, _) in run.kernel.services} & {ips[f"s{i}"] for i in range(3)}:
             assert time.monotonic() < deadline, "deleted Services still programmed"
             time.sleep(0.05)
+        # The Services' reflector may be back before the others: count once every one has listed again.
+        deadline = time.monotonic() + 40
+        while [r.stats.lists for r in run.watcher.reflectors] != [2, 2, 2] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert lists_since(pair, before) == {r: 1 for r in RESOURCES}
         assert lists_since(pair, cached, pair.cache_lists) == {r: 1 for r in RESOURCES}  # from the watch cache
         assert [r.stats.relists_410 for r in run.watcher.reflectors] == [1, 1, 1]
