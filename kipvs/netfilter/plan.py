@@ -52,6 +52,28 @@ def _table_lines(name: str, want: Ruleset, have: Table, counts: Counter) -> list
     return [f"*{name}", *body, "COMMIT"] if body else []
 
 
+def tables_after(want: Ruleset, have: dict[str, Table]) -> dict[str, Table]:
+    """One family's tables once `restore_lines(want, have)` has been restored whole (iptables-restore
+    commits a table or nothing): every owned chain exactly as wanted, the wanted jumps present once, at
+    the top where `-I ... 1` put them, no other owned chain or jump; everything else as it was. Rules are
+    kept in kipvs's rendering, which is iptables-save's (a converged node plans no lines)."""
+    names = set(have) | {table for table, _ in want.chains} | {j.table for j in want.jumps}
+    tables = {}
+    for name in sorted(names):
+        old = have.get(name, Table(name))
+        policies = {chain: policy for chain, policy in old.policies.items() if not owned(chain)}
+        rules = {chain: tuple(r for r in chain_rules if not owned(target_of(r)))
+                 for chain, chain_rules in old.rules.items() if not owned(chain)}
+        for (table, chain), chain_rules in want.chains.items():
+            if table == name:
+                policies[chain], rules[chain] = "-", tuple(chain_rules)
+        for jump in want.jumps:
+            if jump.table == name:
+                rules[jump.chain] = (jump.rule, *rules.get(jump.chain, ()))
+        tables[name] = Table(name, policies, rules)
+    return tables
+
+
 def restore_lines(want: Ruleset, have: dict[str, Table], counts: Counter) -> list[str]:
     """The restore input that turns `have` (one family's save) into `want`; [] when converged."""
     names = {table for table, _ in want.chains} | {j.table for j in want.jumps} | \

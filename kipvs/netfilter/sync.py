@@ -13,8 +13,7 @@ from kipvs.netfilter.backend import (NetfilterFacts, NetfilterUnavailable, detec
 from kipvs.errors import ConfigError
 from kipvs.facts.ipset import IpSet
 from kipvs.netfilter.leftovers import kube_router_restore_lines, kube_router_sets, leftovers
-from kipvs.netfilter.plan import owned
-from kipvs.netfilter.plan import restore_lines
+from kipvs.netfilter.plan import owned, restore_lines, tables_after
 from kipvs.netfilter.rules import DesiredNetfilter, Ruleset, build_netfilter
 from kipvs.netfilter.setplan import set_lines
 from kipvs.netfilter.sets import FAMILY, KINDS, PREFIX, set_name
@@ -59,8 +58,7 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
     if all_applied(outcome.batches, results):
         # A restore is all-or-nothing per table, with --noflush every -D must match, and `ipset restore`
         # stops at its first failing line: exit 0 and a silent stderr from each means all of it is there.
-        if all(batch.tool == "ipset" for batch in outcome.batches):  # set members only: known exactly
-            outcome.facts_after = sets_applied(facts, rulesets)
+        outcome.facts_after = restored(facts, rulesets)
         return
     # Anything else is read back (a family nothing was written to is as it was read).
     written = {6 if batch.tool.startswith("ip6") else 4 for batch in outcome.batches if batch.tool != "ipset"}
@@ -69,6 +67,13 @@ def _apply_verified(runner: Runner, rulesets: dict[int, Ruleset], facts: Netfilt
     again = plan_batches(rulesets, after, Counter())
     outcome.remaining = [line for batch in again for line in batch.command_lines()]
     outcome.facts_after = None if again else after
+
+
+def restored(facts: NetfilterFacts, rulesets: dict[int, Ruleset]) -> NetfilterFacts:
+    """`facts` once every planned batch was applied whole: the sets and both families' tables as wanted."""
+    tables = {family: tables_after(rulesets.get(family, Ruleset()), facts.tables.get(family, {}))
+              for family in sorted(set(facts.tables) | set(rulesets))}
+    return replace(sets_applied(facts, rulesets), tables=tables)
 
 
 def sets_applied(facts: NetfilterFacts, rulesets: dict[int, Ruleset]) -> NetfilterFacts:

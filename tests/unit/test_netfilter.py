@@ -162,13 +162,35 @@ def test_set_members_written_cleanly_are_known_without_a_read_and_the_next_turn_
     runner.reads.clear()
     again = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"), known=known)
     assert again.batches == [] and runner.reads == [] and again.facts_after is not None
-    # Rules written (an empty node) are not modelled: the next turn reads them.
-    empty = RecordingRunner({"iptables-legacy-save": "", "ip6tables-legacy-save": "", "ipset save": ""})
-    assert sync_netfilter(empty, desired, snap, "node3", NetfilterOptions(mode="legacy")).facts_after is None
     # A restore that reported a failure is read back, and what it left is not carried either.
     failed = RecordingRunner(SAVES, stderr={"ipset": "ipset v7.17: Error in line 1: Set cannot be created\n"})
     outcome = sync_netfilter(failed, desired, snap, "node3", NetfilterOptions(mode="legacy"))
     assert outcome.remaining and outcome.facts_after is None and failed.reads.count("ipset save") == 2
+
+
+def test_rules_restored_cleanly_are_known_as_the_real_save_shows_them():
+    """A node with only its user's rules and sets, then kipvs's restores exiting 0 silently: the
+    facts carried to the next turn are what the real iptables-save printed after that sync in the lab
+    (the capture), user rules and their order included, so the next turn plans nothing and reads nothing."""
+    from kipvs.netfilter.plan import tables_after
+    from kipvs.netfilter.rules import Ruleset
+    from kipvs.netfilter.sync import sync_netfilter
+
+    captured = facts()
+    users_only = {family: tables_after(Ruleset(), tables) for family, tables in captured.tables.items()}
+    assert not any(name.startswith("KIPVS-") for tables in users_only.values() for t in tables.values()
+                   for name in t.policies)
+    before = NetfilterFacts("legacy", users_only, {}, tuple(n for n in captured.set_names if not n.startswith("KIPVS-")))
+    snap = snapshot()
+    desired = build_desired(snap, "node3", NODE_IPS, ProxyOptions(**RANGES))
+    runner = RecordingRunner(SAVES)
+    outcome = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"), known=before)
+    assert [b.tool for b in outcome.batches] == ["ipset", "iptables-legacy-restore", "ip6tables-legacy-restore"]
+    assert runner.reads == [] and outcome.remaining == []
+    assert outcome.facts_after.tables == captured.tables
+    assert {n: s.members for n, s in outcome.facts_after.sets.items()} == {n: s.members for n, s in captured.sets.items()}
+    again = sync_netfilter(runner, desired, snap, "node3", NetfilterOptions(mode="legacy"), known=outcome.facts_after)
+    assert again.batches == [] and runner.reads == []
 
 
 def test_converged_node_plans_nothing_and_the_empty_node_gets_sets_chains_and_jumps():
