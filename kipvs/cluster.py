@@ -500,24 +500,51 @@ def _hint_names(entries) -> tuple[str, ...] | None:
     return names
 
 
-def _endpoints(r: Reader, raws: list, family: int) -> list[Endpoint]:
+def _hint_struct_names(entries) -> tuple[str, ...] | None:
+    """`_hint_names` for hint entries decoded as structs (kipvs.sources.fast_json: each has `.name`)."""
+    if entries is None:
+        return ()
+    if len(entries) == 1:
+        name = entries[0].name
+        return (name,) if name.__class__ is str and name else None
+    names = tuple([entry.name for entry in entries])
+    for name in names:
+        if name.__class__ is not str or not name:
+            return None
+    return names
+
+
+_INVALID = object()  # a condition that is not a map: the general reader reports it
+
+
+def _endpoints(r: Reader, raws: list, family: int, structs: type | None = None) -> list[Endpoint]:
     """The hot loop of a large cluster (every endpoint of every slice). An endpoint whose fields are all
     well-typed and valid is built here, where it can have no problem, whichever optional fields it has
     (conditions, nodeName, targetRef and hints may each be absent, a non-canonical address is written
     canonically): real dumps hold every such shape, and one left to the general reader costs twice as
     much. Anything else goes to `_endpoint`, which reports what is wrong, so problems come out as they
-    always did (a property test compares both on every shape)."""
+    always did (a property test compares both on every shape).
+
+    An endpoint is a map, or (JSON dumps decoded by kipvs.sources.fast_json) an instance of `structs`:
+    the same fields as attributes, a condition, targetRef and hints entry decoded only as maps (with
+    `.ready`, `.name`, ...), absent fields None, and `as_dict()` giving the map the general reader reads."""
     af, pton, ntop, intern, new = _AF[family], socket.inet_pton, socket.inet_ntop, sys.intern, _new_endpoint
     plain, metadata = PLAIN_FIRST_BYTE[family], METADATA_V6_PACKED  # a special address takes the general path
     shared_hints: dict = {}  # the few distinct hints of a slice, one tuple each (memory)
     endpoints = []
     for i, raw in enumerate(raws):
-        if raw.__class__ is dict:
+        kind = raw.__class__
+        if kind is dict:
             get = raw.get
             addresses, conditions, node, target, hints = \
                 get("addresses"), get("conditions"), get("nodeName"), get("targetRef"), get("hints")
             if conditions is None:
-                conditions = _NO_CONDITIONS
+                ready = serving = terminating = None
+            elif conditions.__class__ is dict:
+                ready, serving, terminating = \
+                    conditions.get("ready"), conditions.get("serving"), conditions.get("terminating")
+            else:
+                ready = serving = terminating = _INVALID
             if target is None:
                 pod = ""
             elif target.__class__ is dict:
@@ -534,26 +561,40 @@ def _endpoints(r: Reader, raws: list, family: int) -> list[Endpoint]:
                                                                                             (zones, nodes))
             else:
                 found = None
-            if addresses.__class__ is list and addresses and conditions.__class__ is dict and \
-                    (node is None or node.__class__ is str) and pod.__class__ is str and found is not None:
-                ip = addresses[0]
-                ready, serving, terminating = \
-                    conditions.get("ready"), conditions.get("serving"), conditions.get("terminating")
-                try:
-                    packed = pton(af, ip) if ip.__class__ is str else None
-                except (OSError, ValueError):
-                    packed = None
-                if packed is not None and plain[packed[0]] and packed != metadata and \
-                        (ready is None or ready.__class__ is bool) and \
-                        (serving is None or serving.__class__ is bool) and \
-                        (terminating is None or terminating.__class__ is bool):
-                    text = ntop(af, packed)
-                    ready = ready is not False
-                    endpoints.append(new(Endpoint, (ip if text == ip else text, intern(node) if node else "", pod,
-                                                    ready, ready if serving is None else serving,
-                                                    terminating is True, found[0], found[1])))
-                    continue
-        endpoint = _endpoint(r, raw, f"endpoints[{i}]", family)
+        elif kind is structs:
+            addresses, conditions, node, target, hints = \
+                raw.addresses, raw.conditions, raw.nodeName, raw.targetRef, raw.hints
+            if conditions is None:
+                ready = serving = terminating = None
+            else:
+                ready, serving, terminating = conditions.ready, conditions.serving, conditions.terminating
+            pod = "" if target is None or target.name is None else target.name
+            if hints is None:
+                found = _NO_HINTS
+            else:
+                zones, nodes = _hint_struct_names(hints.forZones), _hint_struct_names(hints.forNodes)
+                found = None if zones is None or nodes is None else shared_hints.setdefault((zones, nodes),
+                                                                                            (zones, nodes))
+        else:
+            addresses = None
+        if addresses.__class__ is list and addresses and (node is None or node.__class__ is str) and \
+                pod.__class__ is str and found is not None:
+            ip = addresses[0]
+            try:
+                packed = pton(af, ip) if ip.__class__ is str else None
+            except (OSError, ValueError):
+                packed = None
+            if packed is not None and plain[packed[0]] and packed != metadata and \
+                    (ready is None or ready.__class__ is bool) and \
+                    (serving is None or serving.__class__ is bool) and \
+                    (terminating is None or terminating.__class__ is bool):
+                text = ntop(af, packed)
+                ready = ready is not False
+                endpoints.append(new(Endpoint, (ip if text == ip else text, intern(node) if node else "", pod,
+                                                ready, ready if serving is None else serving,
+                                                terminating is True, found[0], found[1])))
+                continue
+        endpoint = _endpoint(r, raw.as_dict() if kind is structs else raw, f"endpoints[{i}]", family)
         if endpoint:
             endpoints.append(endpoint)
     return endpoints
@@ -580,8 +621,9 @@ def _hints(r: Reader, raw, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]
     return found[0], found[1]
 
 
-def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpec | None:
-    """None for a slice that belongs to no Service (no `kubernetes.io/service-name` label) or is FQDN."""
+def parse_endpoint_slice(obj: dict, problems: list[Problem], structs: type | None = None) -> EndpointSliceSpec | None:
+    """None for a slice that belongs to no Service (no `kubernetes.io/service-name` label) or is FQDN.
+    `structs`: the class of endpoints decoded as structs (see `_endpoints`)."""
     r, meta, namespace, _ = _identity("EndpointSlice", obj, problems)
     labels = r.map(meta.get("labels"), "metadata.labels")
     service = labels.get(SERVICE_NAME_LABEL)
@@ -614,7 +656,7 @@ def parse_endpoint_slice(obj: dict, problems: list[Problem]) -> EndpointSliceSpe
         if number is not None:
             ports.append(SlicePort(sys.intern(r.str(raw.get("name"), f"ports[{i}].name")),
                                    sys.intern(r.str(raw.get("protocol"), f"ports[{i}].protocol", "TCP")), number))
-    endpoints = _endpoints(r, r.list(obj.get("endpoints"), "endpoints"), family)
+    endpoints = _endpoints(r, r.list(obj.get("endpoints"), "endpoints"), family, structs)
     r.finish()
     return EndpointSliceSpec(namespace, service, family, tuple(ports), tuple(endpoints))
 
@@ -628,9 +670,9 @@ class ParsedEndpointSlice(NamedTuple):
     key: tuple[str, str] = ("", "")  # the slice's (namespace, name) as the reflector keys it
 
 
-def parse_endpoint_slice_early(obj: dict) -> ParsedEndpointSlice:
+def parse_endpoint_slice_early(obj: dict, structs: type | None = None) -> ParsedEndpointSlice:
     problems: list[Problem] = []
-    spec = parse_endpoint_slice(obj, problems)
+    spec = parse_endpoint_slice(obj, problems, structs)
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     namespace = meta.get("namespace") or ""
     return ParsedEndpointSlice(spec, tuple(problems), (sys.intern(namespace) if isinstance(namespace, str) else namespace,

@@ -59,6 +59,7 @@ class _Irregular(Exception):
 
 
 _DECODER = json.JSONDecoder()
+_JSON_OBJECT = re.compile(rb"[ \t\r\n]*\{").match
 _SPACE = json.decoder.WHITESPACE.match
 
 
@@ -278,6 +279,10 @@ def _parse_cluster_text(text: str, origin: str) -> Snapshot:
             documents = _load_yaml(text, origin)
     except RecursionError:
         raise ClusterUnavailable(f"{origin}: nested too deeply to be a kubectl dump") from None
+    return _snapshot(documents, origin)
+
+
+def _snapshot(documents: list, origin: str) -> Snapshot:
     objects = [obj for doc in documents for obj in _flatten(doc)]
     del documents  # the objects are all that is kept
     snapshot = snapshot_from_objects(objects, origin)
@@ -332,9 +337,28 @@ def _decode(data: bytes, origin: str) -> str:
         raise ClusterUnavailable(f"{origin}: not UTF-8 text (byte {exc.start}): is it a kubectl dump?") from None
 
 
+def _fast_list(data: bytes, origin: str) -> Snapshot | None:
+    """A JSON List read by kipvs.sources.fast_json (msgspec, only the fields kipvs reads), or None when
+    it is not sure to give what the json path gives (or msgspec is not installed)."""
+    if not _JSON_OBJECT(data):
+        return None
+    from kipvs.sources.fast_json import load_list
+
+    with gc_paused():
+        document = load_list(data)
+        return None if document is None else _snapshot([document], origin)
+
+
 def read_cluster_file(path: str) -> Snapshot:
+    """A JSON List by the fast decoder when it is sure to give what the json path gives; anything else (and
+    every error) as text."""
     origin = "stdin" if path == "-" else path
-    text = _decode(_read_bytes(path, origin), origin)  # the bytes are not kept while the text is parsed
+    data = _read_bytes(path, origin)
+    snapshot = _fast_list(data, origin)
+    if snapshot is not None:
+        return snapshot
+    text = _decode(data, origin)
+    del data  # the bytes are not kept while the text is parsed
     if "\x00" in text:
         raise ClusterUnavailable(f"{origin}: binary data, not a kubectl dump")
     return parse_cluster_text(text, origin)

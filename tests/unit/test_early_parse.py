@@ -5,6 +5,7 @@ incremental state, and every problem, same text, same order. Hostile shapes incl
 from __future__ import annotations
 
 import copy
+import sys
 import ipaddress
 import json
 
@@ -250,3 +251,222 @@ def test_kipvs_sync_lets_go_of_the_endpoint_slices_once_planned(tmp_path, monkey
     result = sync(tmp_path / "c.json", "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert len(seen) == 1 and seen[0][0] == 0 and seen[0][1] > 0
+
+
+# --- the fast decoder (kipvs.sources.fast_json: msgspec, only the fields kipvs reads) against the json path ---
+
+def _read(path: str) -> tuple:
+    from kipvs.errors import ClusterUnavailable
+    from kipvs.sources.file import read_cluster_file
+    try:
+        return "read", outcomes(read_cluster_file(path))
+    except ClusterUnavailable as exc:
+        return "refused", str(exc)
+
+
+def read_both(data: bytes) -> tuple[tuple, tuple, bool]:
+    """(what read_cluster_file gives, what it gives without msgspec, whether the fast decoder took the dump)."""
+    import tempfile
+
+    import kipvs.sources.fast_json as fast_json
+    pytest.importorskip("msgspec")
+    with tempfile.TemporaryDirectory() as directory:
+        path = f"{directory}/dump.json"
+        with open(path, "wb") as out:
+            out.write(data)
+        with pytest.MonkeyPatch.context() as patch:
+            taken = []
+            patch.setattr(fast_json, "_load_list", lambda data, load=fast_json._load_list: taken.append(
+                load(data)) or taken[-1])
+            fast = _read(path)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fast_json, "msgspec", None)
+            slow = _read(path)
+    return fast, slow, bool(taken) and taken[-1] is not None
+
+
+def assert_fast_is_json(data: bytes, taken: bool | None = None) -> None:
+    fast, slow, was_taken = read_both(data)
+    assert fast == slow
+    if taken is not None:
+        assert was_taken == taken
+
+
+def test_the_fast_decoder_reads_every_generated_shape_as_json_does():
+    from benchmarks import bare_cluster, controller_cluster, synthetic
+    from functools import partial
+    for generate in (synthetic.objects, bare_cluster.objects, controller_cluster.objects,
+                     partial(controller_cluster.objects, hints=True), partial(controller_cluster.objects,
+                                                                             dual_stack=True)):
+        items = generate(40, 4)
+        items[3]["metadata"]["annotations"] = {"note": "caf\u00e9 \u2603"}  # non-ASCII text is fine too
+        assert_fast_is_json(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}).encode(), taken=True)
+    for data in (cluster(), lb_cluster(), {"items": cluster()["items"]}, {"kind": "ServiceList", "items": None}):
+        assert_fast_is_json(json.dumps(data).encode(), taken=True)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[Slow.too_slow])
+@given(where=st.sampled_from(VICTIM_PATHS), value=junk)
+def test_any_value_at_any_path_gives_the_same_result_through_the_fast_decoder(where, value):
+    index, path = where
+    data = lb_cluster()
+    set_path(data["items"][index], path, value)
+    assert_fast_is_json(json.dumps(data).encode())
+
+
+def _dump_with(victim_field: str, text: str) -> bytes:
+    """cluster() as JSON with `"<victim_field>": <text>` spliced (as raw JSON text) into the victim's slice."""
+    data = json.dumps(cluster())
+    marker = '"addressType": "IPv4", "metadata": {"name": "victim-abc"'
+    assert marker in data
+    return data.replace(marker, f'"{victim_field}": {text}, {marker}', 1).encode()
+
+
+def _endpoint_with(text: str) -> bytes:
+    """cluster() with the victim's endpoint's conditions replaced by raw JSON text."""
+    data = json.dumps(cluster())
+    marker = '"10.1.0.6"], "conditions": {"ready": true, "serving": true, "terminating": false}'
+    assert marker in data
+    return data.replace(marker, f'"10.1.0.6"], {text}', 1).encode()
+
+
+_DIGITS = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+HOSTILE_BYTES = {
+    # duplicate keys: the last wins, in a field read or not, an item's kind, the List's items
+    "duplicate endpoint keys": _endpoint_with('"conditions": {"ready": false}, "conditions": {"ready": true, '
+                                              '"ready": false}, "addresses": ["10.1.0.7"], "nodeName": "a", '
+                                              '"nodeName": "node3"'),
+    "duplicate kind": _dump_with("kind", '"Node"'),
+    "duplicate items": b'{"kind": "List", "items": [], "items": ' + json.dumps(cluster()["items"]).encode() + b'}',
+    "items then not a list": b'{"kind": "List", "items": ' + json.dumps(cluster()["items"]).encode() + b', "items": 5}',
+    # numbers: too long for int() (json refuses the dump), just short enough, beyond 64 bits, floats
+    "huge number read": _endpoint_with('"conditions": {"ready": ' + "9" * (_DIGITS + 1) + '}'),
+    "huge number skipped": _dump_with("uid", "9" * (_DIGITS + 1)),
+    "huge negative number skipped": _dump_with("uid", "-" + "9" * (_DIGITS + 5)),
+    "long number skipped": _dump_with("uid", "9" * _DIGITS),
+    "long number read": _endpoint_with('"conditions": {"ready": ' + "9" * _DIGITS + '}'),
+    "long float skipped": _dump_with("uid", "9" * (_DIGITS + 10) + ".5"),
+    "long float read": _endpoint_with('"conditions": {"ready": ' + "9" * (_DIGITS + 10) + '.5e-3}'),
+    "2**64 read": _endpoint_with('"conditions": {"ready": 18446744073709551616}'),
+    "1e400 read": _endpoint_with('"conditions": {"serving": 1e400}'),
+    "1e400 skipped": _dump_with("uid", "1e400"),
+    "-0 and exponents": _endpoint_with('"conditions": {"ready": -0, "serving": -0.0, "terminating": 1E2}'),
+    "NaN read": _endpoint_with('"conditions": {"ready": NaN}'),
+    "NaN skipped": _dump_with("uid", "NaN"),
+    "-Infinity skipped": _dump_with("uid", "-Infinity"),
+    "leading zero skipped": _dump_with("uid", "01"),
+    # text: not UTF-8 where it is read or skipped, surrogates, escapes, control characters, NUL, a BOM
+    "latin-1 read": _endpoint_with('"nodeName": "n\xe9"').replace(b"n\xc3\xa9", b"n\xe9"),
+    "latin-1 skipped": _dump_with("uid", '"caf\xe9"').replace(b"caf\xc3\xa9", b"caf\xe9"),
+    "overlong UTF-8 skipped": _dump_with("uid", '"X"').replace(b'"X"', b'"\xc0\xaf"'),
+    "UTF-8 surrogate skipped": _dump_with("uid", '"X"').replace(b'"X"', b'"\xed\xa0\x80"'),
+    "truncated UTF-8 at the end": json.dumps(cluster()).encode() + b"\xe2\x82",
+    "lone surrogate escape read": _endpoint_with('"nodeName": "\\ud800"'),
+    "lone surrogate escape skipped": _dump_with("uid", '"\\udc00x"'),
+    "surrogate pair read": _endpoint_with('"nodeName": "\\ud83d\\ude00"'),
+    "bad escape skipped": _dump_with("uid", '"\\x41"'),
+    "control character skipped": _dump_with("uid", '"a\x01b"'),
+    "NUL escaped read": _endpoint_with('"nodeName": "node3\\u0000"'),
+    "NUL byte skipped": _dump_with("uid", '"a\x00b"'),
+    "NUL byte between tokens": json.dumps(cluster()).encode().replace(b'"items": [', b'"items":\x00[', 1),
+    "BOM": b"\xef\xbb\xbf" + json.dumps(cluster()).encode(),
+    "form feed before": b"\x0c" + json.dumps(cluster()).encode(),
+    "whitespace around": b" \r\n\t" + json.dumps(cluster()).encode() + b"\n\n ",
+    "trailing garbage": json.dumps(cluster()).encode() + b" x",
+    "trailing comma skipped": _dump_with("uid", "[1,]"),
+    "truncated": json.dumps(cluster()).encode()[:-30],
+    # shapes the hot path types: an endpoint, its conditions, targetRef or hints not maps, endpoints not a list
+    "endpoints a map": _dump_with("endpoints", '{"addresses": ["10.1.0.6"]}'),
+    "endpoint a string": _endpoint_with('"conditions": {}}, "x", {"addresses": ["10.1.0.8"]'),
+    "conditions a list": _endpoint_with('"conditions": [true]'),
+    "targetRef a string": _endpoint_with('"targetRef": "pod"'),
+    "hints a list": _endpoint_with('"hints": []'),
+    "hint entry a string": _endpoint_with('"hints": {"forZones": ["zone-a"]}'),
+    "hint entries not a list": _endpoint_with('"hints": {"forNodes": {"name": "n"}}'),
+    "item a number": b'{"kind": "List", "items": [5, ' + json.dumps(cluster()["items"]).encode()[1:] + b'}',
+    # not a List: json's own reading
+    "a single Service": json.dumps(cluster()["items"][0]).encode(),
+    "a top-level list": json.dumps(cluster()["items"]).encode(),
+    "kind not a string": json.dumps({"kind": 5, "items": cluster()["items"]}).encode(),
+    "a List without items": b'{"kind": "List"}',
+    "empty": b"{}",
+}
+# Values of the wrong type where kipvs checks them itself: the fast decoder takes the dump, and the problems
+# are the json path's.
+TAKEN = {"wrong types": _endpoint_with('"conditions": {"ready": "yes", "serving": 1, "terminating": null}, '
+                                       '"nodeName": 5, "targetRef": {"name": 7}, '
+                                       '"hints": {"forZones": [{"name": ""}, {}], "forNodes": null}'),
+         "addresses not a list": _endpoint_with('"addresses": "10.1.0.9"'),
+         "no endpoint fields": _endpoint_with('"zone": "z"').replace(b'"addresses": ["10.1.0.6"], ', b""),
+         "a special address": _endpoint_with('"conditions": {}').replace(b'"10.1.0.6"', b'"169.254.169.254"'),
+         "nulls": _endpoint_with('"conditions": null, "targetRef": null, "hints": {"forZones": null}'),
+         "kind not a string in an item": _dump_with("kind", "[1]"),
+         "endpoints null": _dump_with("endpoints", "null"),
+         "items null": b'{"kind": "List", "items": null}',
+         "deep but fine": _dump_with("uid", "[" * 100 + "]" * 100)}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BYTES) + list(TAKEN))
+def test_hostile_bytes_read_the_same_with_the_fast_decoder_or_without(name):
+    data = HOSTILE_BYTES.get(name) or TAKEN[name]
+    assert_fast_is_json(data, taken=True if name in TAKEN else None)
+
+
+@pytest.mark.parametrize("where", ["uid", "spec"])
+def test_nesting_near_the_recursion_limit_reads_as_json_reads_it(where):
+    """json refuses a dump nested deeper than Python's recursion limit; the fast decoder must never take one
+    that json refuses, at any depth (it gives up earlier and json decides)."""
+    limit = sys.getrecursionlimit()
+    for depth in [*range(limit - 60, limit + 10), 2 * limit, 50 * limit]:
+        nested = "[" * depth + "]" * depth
+        data = _dump_with(where, nested) if where == "uid" else \
+            json.dumps(cluster()).replace('"type": "ClusterIP"', f'"type": "ClusterIP", "x": {nested}', 1).encode()
+        assert_fast_is_json(data)
+
+
+def _decoded(raws: list):
+    """raws as fast_json decodes a slice's endpoints, or None where it leaves the dump to json."""
+    msgspec = pytest.importorskip("msgspec")
+    from kipvs.sources.fast_json import Endpoint
+    try:
+        return msgspec.json.decode(json.dumps(raws).encode(), type=list[Endpoint])
+    except (msgspec.DecodeError, ValueError):
+        return None
+
+
+def _fast_structs(raws: list, family: int) -> tuple[list, list]:
+    from kipvs.cluster import Reader, _endpoints
+    from kipvs.sources.fast_json import Endpoint
+    problems: list = []
+    reader = Reader("EndpointSlice default/s", problems)
+    found = _endpoints(reader, raws, family, Endpoint)
+    reader.finish()
+    return found, [str(p) for p in problems]
+
+
+@settings(max_examples=500, deadline=None)
+@given(raws=st.lists(st.one_of(_endpoint_maps, _valid_endpoint(4), _valid_endpoint(6)), max_size=8),
+       family=st.sampled_from([4, 6]))
+def test_endpoints_decoded_as_structs_give_what_the_general_reader_gives(raws, family):
+    decoded = _decoded(raws)
+    if decoded is not None:
+        assert _fast_structs(decoded, family) == _one_by_one(raws, family)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raws=st.sampled_from([4, 6]).flatmap(lambda family: st.tuples(st.lists(_valid_endpoint(family), max_size=6),
+                                                                      st.just(family))))
+def test_every_valid_endpoint_shape_decoded_as_structs_takes_the_fast_path(raws):
+    import kipvs.cluster
+
+    raws, family = raws
+    decoded = _decoded(raws)
+    assert decoded is not None
+    expected = _one_by_one(raws, family)
+    general = kipvs.cluster._endpoint
+    kipvs.cluster._endpoint = lambda _r, raw, *_: pytest.fail(f"general reader for {raw!r}")
+    try:
+        found = _fast_structs(decoded, family)
+    finally:
+        kipvs.cluster._endpoint = general
+    assert found == expected and found[1] == [] and len(found[0]) == len(raws)
