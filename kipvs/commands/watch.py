@@ -21,7 +21,7 @@ from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, WatchRequest,
 from kipvs.config_file import write_atomically
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
-from kipvs.cluster import find_node, parse_endpoint_slice_early
+from kipvs.cluster import find_node, parse_endpoint_slice_early, parse_service_early
 from kipvs.desired import Desired
 from kipvs.facts.kernel import KernelFacts
 from kipvs.healthcheck import HealthServers, node_eligible, wanted_checks, wants_health_check
@@ -56,19 +56,14 @@ class WatchSettings:
 
 
 def api_resources(api_client, node_name: str | None = None) -> list[Resource]:
-    """With `node_name`, only that Node is watched: other nodes' heartbeats must not wake kipvs up."""
-    import functools
+    """With `node_name`, only that Node is watched: other nodes' heartbeats must not wake kipvs up.
+    Services and EndpointSlices are kept parsed (kipvs.cluster's early parse), not as served."""
+    from kipvs.sources.api import list_endpoint_slices, list_nodes, list_services
 
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
-    discovery = client.DiscoveryV1Api(api_client)
-    list_node = functools.partial(core.list_node, field_selector=f"metadata.name={node_name}") \
-        if node_name else core.list_node
-    return [Resource("Service", "v1", core.list_service_for_all_namespaces),
-            Resource("EndpointSlice", "discovery.k8s.io/v1", discovery.list_endpoint_slice_for_all_namespaces,
+    return [Resource("Service", "v1", list_services(api_client), compact=parse_service_early),
+            Resource("EndpointSlice", "discovery.k8s.io/v1", list_endpoint_slices(api_client),
                      compact=parse_endpoint_slice_early, trigger_time=trigger_time),
-            Resource("Node", "v1", list_node)]
+            Resource("Node", "v1", list_nodes(api_client, node_name))]
 
 
 class Watcher:

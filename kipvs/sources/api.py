@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import time
+from typing import Callable
 
 from kipvs.errors import ClusterUnavailable
 from kipvs.sources import Snapshot
@@ -99,10 +100,68 @@ def _at(configuration, master: str | None):
     return configuration
 
 
+# The query parameters of the official client's list_* calls that kipvs passes, in the order it sends them.
+_QUERY = (("allow_watch_bookmarks", "allowWatchBookmarks"), ("_continue", "continue"),
+          ("field_selector", "fieldSelector"), ("label_selector", "labelSelector"), ("limit", "limit"),
+          ("resource_version", "resourceVersion"), ("resource_version_match", "resourceVersionMatch"),
+          ("timeout_seconds", "timeoutSeconds"), ("watch", "watch"))
+
+
+class ListCall:
+    """One of the official client's list calls (CoreV1Api.list_service_for_all_namespaces, …) as kipvs makes
+    it: the same request through the same ApiClient (its authentication, TLS and timeouts), always with
+    `_preload_content=False` (the raw response; JSON is decoded by kipvs), and the same ApiException for
+    an answer that is not 2xx. The generated API classes are not loaded: CoreV1Api and DiscoveryV1Api
+    import some 250 modules and build a validator for each of their methods (~22 MB in a watch)."""
+
+    def __init__(self, api_client, path: str, **fixed):
+        self.api_client, self.path, self.fixed = api_client, path, fixed
+
+    def __call__(self, _preload_content: bool = False, _request_timeout=None, **params):
+        from kubernetes.client.exceptions import ApiException
+
+        if _preload_content:
+            raise ValueError("ListCall returns the raw response only (_preload_content=False)")
+        params = {**self.fixed, **params}
+        unknown = set(params) - {name for name, _ in _QUERY}
+        if unknown:
+            raise TypeError(f"unexpected list parameter(s): {', '.join(sorted(unknown))}")
+        query = [(wire, params[name]) for name, wire in _QUERY if params.get(name) is not None]
+        request = self.api_client.param_serialize(
+            method="GET", resource_path=self.path, path_params={}, query_params=query,
+            header_params={"Accept": "application/json"}, body=None, post_params=[], files={},
+            auth_settings=["BearerToken"], collection_formats={})
+        response = self.api_client.call_api(*request, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def __repr__(self) -> str:
+        return f"ListCall({self.path!r}, {self.fixed!r})"
+
+
+def list_services(api_client) -> ListCall:
+    return ListCall(api_client, "/api/v1/services")
+
+
+def list_endpoint_slices(api_client) -> ListCall:
+    return ListCall(api_client, "/apis/discovery.k8s.io/v1/endpointslices")
+
+
+def list_nodes(api_client, node_name: str | None = None) -> ListCall:
+    """With `node_name`, only that Node (a field selector)."""
+    return ListCall(api_client, "/api/v1/nodes", **({"field_selector": f"metadata.name={node_name}"}
+                                                     if node_name else {}))
+
+
 def list_all(list_call, kind: str, api_version: str, request_timeout: float,
              gone: type[Exception] | None = None, deadline: float | None = None,
-             first_page: dict | None = None, **selectors) -> tuple[list[dict], str]:
+             first_page: dict | None = None, item: Callable[[dict], object] | None = None,
+             **selectors) -> tuple[list, str]:
     """Every item of a paged list (limit/continue), as raw API JSON; returns (items, resourceVersion).
+    `item`: what is kept of each, applied as its page is decoded (so no more than a page of raw
+    objects is alive at once: watch keeps EndpointSlices and Services parsed).
 
     A continue token can expire mid-list (410); with `gone`, that raises `gone` so the caller re-lists.
     `deadline` (time.monotonic()) bounds the whole list, however many pages; `selectors` go to the call;
@@ -110,7 +169,7 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
     beside a continue token, which carries the version of the first page)."""
     from kubernetes.client.exceptions import ApiException
 
-    items: list[dict] = []
+    items: list = []
     token = None
     while True:
         timeout = request_timeout
@@ -130,10 +189,14 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
                 raise gone(f"{kind} list: continue token expired") from None
             raise
         page = json.loads(response.data)
-        for item in page.get("items") or []:
-            item.setdefault("kind", kind)
-            item.setdefault("apiVersion", api_version)
-            items.append(item)
+        del response
+        raws = page.get("items") or []
+        for raw in raws:
+            raw.setdefault("kind", kind)
+            raw.setdefault("apiVersion", api_version)
+        items.extend(map(item, raws) if item is not None else raws)
+        del raws
+        page["items"] = None
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return items, (page.get("metadata") or {}).get("resourceVersion", "")
@@ -141,19 +204,16 @@ def list_all(list_call, kind: str, api_version: str, request_timeout: float,
 
 def read_cluster_api(api_client, timeout: float = 10.0) -> Snapshot:
     """The three lists, all within `timeout` seconds (--api-timeout): a cron sync must not hang."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    core = client.CoreV1Api(api_client)
-    discovery = client.DiscoveryV1Api(api_client)
     host = api_client.configuration.host
     try:
         deadline = time.monotonic() + timeout
-        services, _ = list_all(core.list_service_for_all_namespaces, "Service", "v1", timeout, deadline=deadline)
-        slices, _ = list_all(discovery.list_endpoint_slice_for_all_namespaces, "EndpointSlice",
-                             "discovery.k8s.io/v1", timeout, deadline=deadline)
-        nodes, _ = list_all(core.list_node, "Node", "v1", timeout, deadline=deadline)
+        services, _ = list_all(list_services(api_client), "Service", "v1", timeout, deadline=deadline)
+        slices, _ = list_all(list_endpoint_slices(api_client), "EndpointSlice", "discovery.k8s.io/v1", timeout,
+                             deadline=deadline)
+        nodes, _ = list_all(list_nodes(api_client), "Node", "v1", timeout, deadline=deadline)
     except ApiException as exc:
         raise ClusterUnavailable(f"API server {host}: {exc.status} {exc.reason}") from None
     except TimeoutError:

@@ -164,9 +164,12 @@ class Reflector:
 
     def _list(self) -> None:
         version = self.list_version()
+        compact = self.resource.compact or (lambda obj: obj)
         try:
+            # Each object is compacted as its page is decoded: a page of raw objects at most is alive.
             items, rv = list_all(self.resource.list_call, self.resource.kind, self.resource.api_version,
-                                 self.request_timeout, gone=Gone, first_page=version)
+                                 self.request_timeout, gone=Gone, first_page=version,
+                                 item=lambda obj: (_key(obj), compact(obj)))
         except Gone:
             self.consistent_list = True
             raise
@@ -175,8 +178,8 @@ class Reflector:
                 self.consistent_list = True
                 raise StaleCache(f"the server's cache is behind resourceVersion {self.resource_version}") from None
             raise
-        compact = self.resource.compact or (lambda obj: obj)
-        fresh = {_key(obj): compact(obj) for obj in items}
+        fresh = dict(items)
+        del items
         with self.lock:
             vanished = set(self.cache) - set(fresh)
             self.cache = fresh
