@@ -15,12 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-import sh
-
 from kipvs.bounded_read import read_regular
 from kipvs.errors import CommandFailed, KipvsError, NoDummy, NoIPVS, PermissionDenied, ToolMissing
 from kipvs.lock import make_runtime_dir
-from kipvs.spawn import CommandHelper, HelperLost, start
+from kipvs.spawn import CommandHelper, HelperLost, start, which
 
 log = logging.getLogger("kipvs.runner")
 
@@ -143,9 +141,8 @@ class Runner:
             self.helper.close()
 
     def _exec(self, argv: list[str], stdin: str | None) -> Result:
-        try:
-            program = str(sh.Command(argv[0]))
-        except sh.CommandNotFound:
+        program = which(argv[0])
+        if program is None:
             package = PACKAGE_OF.get(argv[0], argv[0])
             raise ToolMissing(f"`{argv[0]}` not found on PATH: install the {package} package") from None
         started = time.monotonic()

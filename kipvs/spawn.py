@@ -8,6 +8,9 @@ after one command took 0.41 s instead of 0.05 s (2,400 faults). The helper is fo
 cluster state is loaded; it runs each command through `sh` and sends back what it printed, so the main
 process never forks again. When the helper is busy (a metrics scrape during a sync) or gone, the
 command runs from the main process, as it always could.
+
+`sh` (which imports asyncio and ssl: ~10 MB in a fresh interpreter) is imported only where a command
+is started: in the helper, or in kipvs when it starts one itself.
 """
 from __future__ import annotations
 
@@ -23,8 +26,6 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-
-import sh
 
 BUFFER = 1 << 20
 ANY_EXIT = list(range(-64, 256))  # exit statuses and signals are judged by the runner, not by sh
@@ -46,8 +47,26 @@ class HelperLost(Exception):
     """The helper died or stopped answering after it was sent a command: the command's fate is unknown."""
 
 
+def which(program: str) -> str | None:
+    """Where `program` is, as sh.Command finds it (a path is checked as it is, a name looked up in PATH),
+    without importing sh."""
+    def executable(path: str) -> bool:
+        return os.path.exists(path) and os.access(path, os.X_OK) and os.path.isfile(os.path.realpath(path))
+
+    if os.path.split(program)[0]:
+        path = os.path.abspath(os.path.expanduser(program))
+        return path if executable(path) else None
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        path = os.path.join(os.path.abspath(os.path.expanduser(directory)), program)
+        if executable(path):
+            return path
+    return None
+
+
 def start(path: str, args: list[str], stdin: bytes | None, env: dict[str, str], timeout: float) -> Outcome:
     """Run one command to its end through `sh` (killed after `timeout` seconds), from this process."""
+    import sh
+
     try:
         return _run_through_sh(path, args, stdin, env, timeout)
     except (sh.ForkException, OSError) as exc:  # e.g. exec refused: reported like a failed command
@@ -56,6 +75,8 @@ def start(path: str, args: list[str], stdin: bytes | None, env: dict[str, str], 
 
 def _run_through_sh(path: str, args: list[str], stdin: bytes | None, env: dict[str, str],
                    timeout: float) -> Outcome:
+    import sh
+
     with tempfile.TemporaryFile() as stdin_file:
         # sh feeds a string to stdin and reads output in small chunks through Python threads;
         # a real file and large output buffers make a 13,000-line batch ~10x cheaper.
@@ -140,6 +161,8 @@ def _serve(sock: socket.socket) -> None:
         # (not SIG_IGN, which commands would inherit) is reset by exec for the commands started.
         signal.signal(signum, _ignore)
     sock.settimeout(None)
+    import sh  # noqa: F401  (once, before the first command: here, not in kipvs)
+
     while True:
         try:
             path, args, stdin, env, timeout = _receive(sock)
