@@ -477,6 +477,21 @@ def _endpoint(r: Reader, raw, path: str, family: int) -> Endpoint | None:
 
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+def _pton_takes_only_canonical_ipv4() -> bool:
+    """Whether inet_pton(AF_INET) refuses every IPv4 spelling but the one inet_ntop writes (glibc and musl
+    do: four decimal octets, no leading zero), so an address it takes needs no writing back."""
+    for text in ("01.2.3.4", "1.2.3.00", "1.2.3", "0x1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "1.2.3.256", "1.2.3.4.5"):
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+            return False
+        except (OSError, ValueError):
+            pass
+    return True
+
+
+_CANONICAL_FAMILIES = frozenset({4} if _pton_takes_only_canonical_ipv4() else ())
 _new_endpoint = tuple.__new__  # Endpoint(...) without the Python-level __new__ a NamedTuple adds
 _NO_CONDITIONS: dict = {}
 _NO_HINTS = ((), ())
@@ -530,7 +545,9 @@ def _endpoints(r: Reader, raws: list, family: int, structs: type | None = None) 
     `.ready`, `.name`, ...), absent fields None, and `as_dict()` giving the map the general reader reads."""
     af, pton, ntop, intern, new = _AF[family], socket.inet_pton, socket.inet_ntop, sys.intern, _new_endpoint
     plain, metadata = PLAIN_FIRST_BYTE[family], METADATA_V6_PACKED  # a special address takes the general path
+    canonical = family in _CANONICAL_FAMILIES  # an address inet_pton takes is written as inet_ntop would
     shared_hints: dict = {}  # the few distinct hints of a slice, one tuple each (memory)
+    shared_zones: dict = {}
     endpoints = []
     for i, raw in enumerate(raws):
         kind = raw.__class__
@@ -572,9 +589,16 @@ def _endpoints(r: Reader, raws: list, family: int, structs: type | None = None) 
             if hints is None:
                 found = _NO_HINTS
             else:
-                zones, nodes = _hint_struct_names(hints.forZones), _hint_struct_names(hints.forNodes)
-                found = None if zones is None or nodes is None else shared_hints.setdefault((zones, nodes),
-                                                                                            (zones, nodes))
+                zones, nodes = hints.forZones, hints.forNodes
+                if nodes is None and zones is not None and len(zones) == 1 and \
+                        (zone := zones[0].name).__class__ is str and zone:  # the controller's hint: one zone
+                    found = shared_zones.get(zone)
+                    if found is None:
+                        found = shared_zones[zone] = ((zone,), ())
+                else:
+                    zones, nodes = _hint_struct_names(zones), _hint_struct_names(nodes)
+                    found = None if zones is None or nodes is None else shared_hints.setdefault((zones, nodes),
+                                                                                                (zones, nodes))
         else:
             addresses = None
         if addresses.__class__ is list and addresses and (node is None or node.__class__ is str) and \
@@ -588,9 +612,12 @@ def _endpoints(r: Reader, raws: list, family: int, structs: type | None = None) 
                     (ready is None or ready.__class__ is bool) and \
                     (serving is None or serving.__class__ is bool) and \
                     (terminating is None or terminating.__class__ is bool):
-                text = ntop(af, packed)
+                if not canonical:
+                    text = ntop(af, packed)
+                    if text != ip:
+                        ip = text
                 ready = ready is not False
-                endpoints.append(new(Endpoint, (ip if text == ip else text, intern(node) if node else "", pod,
+                endpoints.append(new(Endpoint, (ip, intern(node) if node else "", pod,
                                                 ready, ready if serving is None else serving,
                                                 terminating is True, found[0], found[1])))
                 continue
