@@ -33,3 +33,6 @@ def test_shapes_benchmark_runs_every_generator_and_every_shape_takes_the_fast_lo
     # The last column: endpoints of the sample that went through the general reader, of those parsed.
     assert [row.split()[-3:] for row in rows[2:7]] == [["0", "of", "240"]] * 4 + [["0", "of", "480"]], proc.stdout
     assert rows[7].startswith("goal: every shape <= 5 s") and rows[8].startswith("goal: per-endpoint cost")
+    # Every shape is read by the fast decoder (msgspec: a dependency), and the decoders are compared per shape.
+    assert [row.split()[-4] for row in rows[2:7]] == ["msgspec"] * 5, proc.stdout
+    assert rows[10].startswith("JSON decoders") and [row.split()[0] for row in rows[12:17]] == shapes, proc.stdout
