@@ -190,3 +190,18 @@ def test_yaml_integers_too_long_to_print_are_named_by_their_size(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "spec.ports[0].port: an integer of 24000 bits is not a port (1-65535)" in result.stderr
     assert "spec.ports[1]: expected a port, got 'list" in result.stderr
+
+
+@pytest.mark.parametrize("told,holds,limit", [(10, 10, 100), (10, 25, 100), (25, 10, 100), (0, 30, 100),
+                                              (10, 150, 100), (150, 150, 100), (10, 3 << 20, 5 << 20)])
+def test_a_file_is_read_whole_and_bounded_whatever_size_it_claimed(told, holds, limit):
+    """A regular file is read in one call of its stat size (+1, to see it grew); a file that grew or shrank
+    since is still read whole, and never more than the bound + 1."""
+    import io
+
+    from kipvs.bounded_read import read_chunks
+    data = (bytes(range(256)) * (holds // 256 + 1))[:holds]
+    source, calls = io.BytesIO(data), []
+    assert read_chunks(lambda n: calls.append(n) or source.read(n), limit, told) == data[:limit + 1]
+    if told == holds <= limit:
+        assert len(calls) == 2 and calls[0] == told + 1  # it all, then its end: no chunks to join
