@@ -9,8 +9,10 @@ stays as it was; tests/unit/test_early_parse.py compares both on generated and h
 kipvs checks itself (a port, an address, a label) are decoded as whatever JSON holds (`Any`), so a
 wrong type there is a problem line for its object, as before; only the shape of the hot path (an item,
 its endpoints, an endpoint's conditions, targetRef and hints entries must be maps, lists where lists
-belong) is typed, and a dump that breaks it is read the usual way. msgspec is optional: without it,
-every dump is read the usual way.
+belong) is typed, and an item that breaks it is decoded whole (msgspec without types: the values
+json.loads gives) and parsed as the json path parses it. What msgspec could read differently from json
+(see `load_list`) leaves the whole dump to json. msgspec is optional: without it, every dump is read the
+usual way.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import codecs
 import sys
 from typing import Any
 
-from kipvs.cluster import parse_endpoint_slice_early, parse_service_early
+from kipvs.cluster import parse_early, parse_endpoint_slice_early, parse_service_early
 
 try:
     import msgspec
@@ -82,7 +84,7 @@ if msgspec is not None:
         kind: Any = UNSET
         items: list[msgspec.Raw] | None | UnsetType = UNSET
 
-    _LIST, _ITEM = msgspec.json.Decoder(_List), msgspec.json.Decoder(_Item)
+    _LIST, _ITEM, _ANY = msgspec.json.Decoder(_List), msgspec.json.Decoder(_Item), msgspec.json.Decoder()
 
 
 def _entries(entries) -> list | None:
@@ -154,8 +156,12 @@ def _load_list(data: bytes) -> dict | None:
     for raw in items:
         try:
             item = decode(raw)
-        except Exception:
-            return None
+        except Exception:  # an item the structs do not fit (an endpoint that is a string, conditions a list):
+            try:  # this item alone is decoded whole, as json.loads would, and parsed as the json path does
+                parsed.append(parse_early(_ANY.decode(raw)))
+            except Exception:
+                return None
+            continue
         kind = item.kind
         if kind == "EndpointSlice":
             parsed.append(parse_endpoint_slice_early(

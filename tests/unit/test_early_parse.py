@@ -395,7 +395,8 @@ HOSTILE_BYTES = {
     "trailing garbage": json.dumps(cluster()).encode() + b" x",
     "trailing comma skipped": _dump_with("uid", "[1,]"),
     "truncated": json.dumps(cluster()).encode()[:-30],
-    # shapes the hot path types: an endpoint, its conditions, targetRef or hints not maps, endpoints not a list
+    # shapes the hot path types (an endpoint, its conditions, targetRef or hints not maps, endpoints not a list):
+    # that item alone is decoded whole, the rest of the dump still by the structs (ONE_ITEM_WHOLE)
     "endpoints a map": _dump_with("endpoints", '{"addresses": ["10.1.0.6"]}'),
     "endpoint a string": _endpoint_with('"conditions": {}}, "x", {"addresses": ["10.1.0.8"]'),
     "conditions a list": _endpoint_with('"conditions": [true]'),
@@ -426,10 +427,14 @@ TAKEN = {"wrong types": _endpoint_with('"conditions": {"ready": "yes", "serving"
          "deep but fine": _dump_with("uid", "[" * 100 + "]" * 100)}
 
 
+ONE_ITEM_WHOLE = {"endpoints a map", "endpoint a string", "conditions a list", "targetRef a string", "hints a list",
+                  "hint entry a string", "hint entries not a list", "item a number"}
+
+
 @pytest.mark.parametrize("name", list(HOSTILE_BYTES) + list(TAKEN))
 def test_hostile_bytes_read_the_same_with_the_fast_decoder_or_without(name):
     data = HOSTILE_BYTES.get(name) or TAKEN[name]
-    assert_fast_is_json(data, taken=True if name in TAKEN else None)
+    assert_fast_is_json(data, taken=True if name in TAKEN or name in ONE_ITEM_WHOLE else None)
 
 
 @pytest.mark.parametrize("where", ["uid", "spec"])
