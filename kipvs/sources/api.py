@@ -8,7 +8,7 @@ import re
 import time
 from typing import Callable
 
-from kipvs.errors import ClusterUnavailable
+from kipvs.errors import ClusterUnavailable, ToolMissing
 from kipvs.sources import Snapshot
 
 log = logging.getLogger("kipvs.api")
@@ -115,6 +115,11 @@ class ListCall:
     import some 250 modules and build a validator for each of their methods (~22 MB in a watch)."""
 
     def __init__(self, api_client, path: str, **fixed):
+        if not hasattr(api_client, "param_serialize"):  # the client's generator before 37.0
+            import kubernetes
+
+            raise ToolMissing(f"kipvs needs the kubernetes Python client 37 or later (pip install "
+                                     f"'kubernetes>=37,<40'); this one is {kubernetes.__version__}")
         self.api_client, self.path, self.fixed = api_client, path, fixed
 
     def __call__(self, _preload_content: bool = False, _request_timeout=None, **params):
