@@ -115,11 +115,6 @@ class ListCall:
     import some 250 modules and build a validator for each of their methods (~22 MB in a watch)."""
 
     def __init__(self, api_client, path: str, **fixed):
-        if not hasattr(api_client, "param_serialize"):  # the client's generator before 37.0
-            import kubernetes
-
-            raise ToolMissing(f"kipvs needs the kubernetes Python client 37 or later (pip install "
-                                     f"'kubernetes>=37,<40'); this one is {kubernetes.__version__}")
         self.api_client, self.path, self.fixed = api_client, path, fixed
 
     def __call__(self, _preload_content: bool = False, _request_timeout=None, **params):
@@ -127,6 +122,11 @@ class ListCall:
 
         if _preload_content:
             raise ValueError("ListCall returns the raw response only (_preload_content=False)")
+        if not hasattr(self.api_client, "param_serialize"):  # the client's generator before 37.0
+            import kubernetes
+
+            raise ToolMissing(f"kipvs needs the kubernetes Python client 37 or later (pip install "
+                              f"'kubernetes>=37,<40'); this one is {kubernetes.__version__}")
         params = {**self.fixed, **params}
         unknown = set(params) - {name for name, _ in _QUERY}
         if unknown:

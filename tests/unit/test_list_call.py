@@ -82,7 +82,7 @@ def test_unknown_parameters_and_preloaded_content_are_refused():
 
 def test_a_client_older_than_37_is_named_with_what_to_install():
     """Before 37.0 the client's ApiClient has no param_serialize (its generator's older call_api): kipvs
-    says which client it needs instead of failing on its first list."""
+    says which client it needs when it lists, instead of an AttributeError."""
     from kipvs.errors import ToolMissing
 
     class OldApiClient:  # what kubernetes 29-36 give: call_api(resource_path, method, ...), no param_serialize
@@ -90,4 +90,4 @@ def test_a_client_older_than_37_is_named_with_what_to_install():
             raise AssertionError("not reached")
 
     with pytest.raises(ToolMissing, match=r"kubernetes Python client 37 or later .*'kubernetes>=37,<40'"):
-        list_services(OldApiClient())
+        list_services(OldApiClient())()
