@@ -296,7 +296,8 @@ def _watch_request(v: dict) -> WatchRequest:
 WATCH = Group("request", (
     Param("min_sync_period", str, _option(
         "200ms", "--min-sync-period", "--ipvs-min-sync-period", envvar="KIPVS_MIN_SYNC_PERIOD",
-        help="Least time between two syncs: a burst of changes becomes one sync.")),
+        help="Least time between two syncs: a burst of changes becomes one sync; also the longest a new "
+             "Service waits for its first EndpointSlice.")),
     Param("sync_period", str, _option(
         "5m", "--sync-period", "--ipvs-sync-period", envvar="KIPVS_SYNC_PERIOD",
         help="Full resync at least this often, also repairing drift made by hand.")),

@@ -21,7 +21,8 @@ from kipvs.config import (ProxyOptions, RunOptions, SourceOptions, WatchRequest,
 from kipvs.config_file import write_atomically
 from kipvs.environment import Environment
 from kipvs.errors import ExitStatus, KipvsError
-from kipvs.cluster import find_node, parse_endpoint_slice_early, parse_service_early
+from kipvs.cluster import (endpoint_slice_spec, find_node, parse_endpoint_slice_early, parse_service_early,
+                           service_spec)
 from kipvs.desired import Desired
 from kipvs.facts.kernel import KernelFacts
 from kipvs.healthcheck import HealthServers, node_eligible, wanted_checks, wants_health_check
@@ -271,12 +272,44 @@ class Watcher:
             wait = self.settings.min_sync_period - (time.monotonic() - last_sync)
             if wait > 0 and self.stop.wait(wait):
                 break
+            self._hold_for_first_slices()
             self.dirty.clear()
             last_sync = time.monotonic()
             full = last_sync >= next_full
             self.sync(full=full)
             if full:
                 next_full = time.monotonic() + self.settings.sync_period
+
+    def _hold_for_first_slices(self) -> None:
+        """Wait up to --min-sync-period while a new Service's first EndpointSlice is on its way: the
+        controller writes it just after the Service, and one sync of both costs one batch per tool
+        where two syncs would start `ipvsadm` a second time for the endpoints."""
+        deadline = time.monotonic() + self.settings.min_sync_period
+        while not self.stop.is_set() and self._awaiting_first_slices():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.dirty.clear()  # the sync that follows drains whatever else arrives meanwhile
+            self.dirty.wait(left)
+
+    def _awaiting_first_slices(self) -> bool:
+        """Whether a changed Service that this watch has not programmed yet selects pods (its slices are
+        the controller's to write) and has no EndpointSlice yet, applied or pending."""
+        if self.state is None:  # the first sync: the lists hold everything there is
+            return False
+        new = set()
+        for obj in self.reflectors[0].pending():
+            spec = service_spec(obj, [])
+            key = (spec.namespace, spec.name)
+            if spec.selects_pods and spec.skip_reason is None and key not in self.state.services:
+                new.add(key)
+        if not new:
+            return False
+        for obj in self.reflectors[1].pending():
+            spec = endpoint_slice_spec(obj, [])
+            if spec is not None:
+                new.discard((spec.namespace, spec.service))
+        return any(not self.state.slices_of.get(key) for key in new)
 
     def shutdown(self) -> None:
         self.stop.set()

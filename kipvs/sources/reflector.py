@@ -118,6 +118,11 @@ class Reflector:
             self.relisted, self.changed, self.triggers = False, set(), {}
         return Drained(relisted, changed, triggers)
 
+    def pending(self) -> list:
+        """The objects changed since the last drain that are still there, as cached; nothing is drained."""
+        with self.lock:
+            return [self.cache[key] for key in self.changed if key in self.cache]
+
     def start(self) -> "Reflector":
         self.thread.start()
         return self

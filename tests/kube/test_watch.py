@@ -242,3 +242,26 @@ def test_processes_started_per_event(kube, proxy):
         assert processes(lambda: kube.delete("Service", "s7")) == ["ip", "ipvsadm"]
     finally:
         run.stop()
+
+
+def test_a_new_service_written_before_its_slice_is_one_sync(kube, proxy):
+    """The EndpointSlice controller writes a Service's slice just after the Service: watch holds the new
+    Service (up to --min-sync-period) for it, so both cost one batch per tool, not a second `ipvsadm`."""
+    seed(kube)
+    run = start_watcher(kube, through(kube, proxy), dataclasses.replace(FAST, min_sync_period=1.0, sync_period=300))
+    run.wait_converged()
+    time.sleep(1.2)  # past the debounce of the first sync
+    syncs, started = run.watcher.sync_count, []
+    write = run.kernel.apply
+    run.kernel.apply = lambda batches: started.extend(b.tool for b in batches if b.lines) or write(batches)
+    try:
+        created, its_slice = service(8)
+        created["spec"]["selector"] = {"app": "s8"}
+        kube.apply(created)
+        time.sleep(0.05)  # the controller's usual lag behind the Service
+        kube.apply(its_slice)
+        time.sleep(0.3)
+        run.wait_converged()
+        assert (run.watcher.sync_count - syncs, started) == (1, ["ip", "ipvsadm"])
+    finally:
+        run.stop()

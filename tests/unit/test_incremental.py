@@ -194,3 +194,39 @@ def test_an_event_known_from_a_clean_ip_batch_updates_only_its_addresses_in_the_
     assert plan_sync(state.view(change), index.view(change), OPTS).command_lines()[:2] == [
         "ip route del local 10.96.9.9 dev kube-dummy-if table local proto kernel src 192.168.1.10 metric 0",
         "ip addr del 10.96.9.9/32 dev kube-dummy-if"]
+
+
+class _Pending:
+    """A reflector holding undrained changes: what `_awaiting_first_slices` peeks at."""
+
+    def __init__(self, *objects):
+        self.objects = list(objects)
+
+    def pending(self):
+        return self.objects
+
+
+def test_a_new_service_that_selects_pods_waits_for_its_first_slice_and_nothing_else_does():
+    """watch holds a sync (up to --min-sync-period) only for a new pod-selecting Service whose slice is not
+    there yet, applied or pending: an update, a selectorless or headless Service, or one with a slice go at once."""
+    from kipvs.commands.watch import Watcher, WatchSettings
+    from kipvs.reconcile import NodeIdentity
+    from tests.unit.fakes import RecordingRunner
+
+    watcher = Watcher([], RecordingRunner({}), NodeIdentity("node-a"), OPTS, WatchSettings())
+    watcher.state = state_of([svc("old", selector={"app": "old"}), eps("old", [ep("10.1.0.5")])])
+    selecting = svc("web", cluster_ips=("10.96.0.20",), selector={"app": "web"})
+
+    def awaiting(services, slices=()) -> bool:
+        watcher.reflectors = [_Pending(*services), _Pending(*slices), _Pending()]
+        return watcher._awaiting_first_slices()
+
+    assert awaiting([selecting])
+    assert not awaiting([selecting], [eps("web", [ep("10.1.0.6")])])  # its slice came in the same burst
+    assert not awaiting([selecting], [eps("web", [])])  # an empty slice is its controller's answer too
+    assert not awaiting([svc("web", cluster_ips=("10.96.0.20",))])  # no selector: its slices may never come
+    assert not awaiting([svc("web", cluster_ips=(), clusterIP="None", selector={"app": "web"})])  # headless
+    assert not awaiting([svc("old", selector={"app": "old"}, sessionAffinity="ClientIP")])  # an update
+    assert not awaiting([svc("web", cluster_ips=("10.96.0.20",), selector="app=web")])  # not a map: no selector
+    watcher.state = None
+    assert not awaiting([selecting])  # the first sync: the lists hold all there is

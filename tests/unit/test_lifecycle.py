@@ -221,6 +221,9 @@ class _StillCache:
         listed, self._listed = self._listed, False
         return listed, {}, []
 
+    def pending(self):
+        return []
+
 
 def _watch_syncs(kernel_state: dict, seconds: float) -> int:
     """How many syncs `watch`'s loop runs in `seconds` with nothing changing in the cluster."""
