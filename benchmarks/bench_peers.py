@@ -275,8 +275,11 @@ class Cluster:
                 "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in service.endpoints]}
 
     def add_service(self, name: str, endpoints: list[str]) -> Service:
+        # It selects pods, as most Services do; no controller runs here, so the bench writes its slice just
+        # after it, as the EndpointSlice controller would.
         body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
+                "spec": {"selector": {"app": name},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
         written = json.loads(self.core.create_namespaced_service(NAMESPACE, body, _preload_content=False).data)
         service = self.services[name] = Service(name, written["spec"]["clusterIP"], list(endpoints))
         self.disc.create_namespaced_endpoint_slice(NAMESPACE, self.slice_body(service), _preload_content=False)

@@ -272,7 +272,8 @@ class Watcher:
             wait = self.settings.min_sync_period - (time.monotonic() - last_sync)
             if wait > 0 and self.stop.wait(wait):
                 break
-            self._hold_for_first_slices()
+            if self._hold_for_first_slices():
+                break
             self.dirty.clear()
             last_sync = time.monotonic()
             full = last_sync >= next_full
@@ -280,17 +281,18 @@ class Watcher:
             if full:
                 next_full = time.monotonic() + self.settings.sync_period
 
-    def _hold_for_first_slices(self) -> None:
+    def _hold_for_first_slices(self) -> bool:
         """Wait up to --min-sync-period while a new Service's first EndpointSlice is on its way: the
         controller writes it just after the Service, and one sync of both costs one batch per tool
-        where two syncs would start `ipvsadm` a second time for the endpoints."""
+        where two syncs would start `ipvsadm` a second time for the endpoints. True when stopped meanwhile."""
         deadline = time.monotonic() + self.settings.min_sync_period
         while not self.stop.is_set() and self._awaiting_first_slices():
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                break
             self.dirty.clear()  # the sync that follows drains whatever else arrives meanwhile
-            self.dirty.wait(left)
+            self.dirty.wait(left)  # shutdown() sets it too
+        return self.stop.is_set()
 
     def _awaiting_first_slices(self) -> bool:
         """Whether a changed Service that this watch has not programmed yet selects pods (its slices are
@@ -313,6 +315,7 @@ class Watcher:
 
     def shutdown(self) -> None:
         self.stop.set()
+        self.dirty.set()  # wakes a loop that waits for events
 
 
 def write_effective_config(path: str, text: str) -> None:

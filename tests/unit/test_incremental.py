@@ -230,3 +230,40 @@ def test_a_new_service_that_selects_pods_waits_for_its_first_slice_and_nothing_e
     assert not awaiting([svc("web", cluster_ips=("10.96.0.20",), selector="app=web")])  # not a map: no selector
     watcher.state = None
     assert not awaiting([selecting])  # the first sync: the lists hold all there is
+
+
+def test_the_hold_ends_when_its_slice_comes_or_watch_stops_and_never_outlasts_min_sync_period():
+    import threading
+    import time
+
+    from kipvs.commands.watch import Watcher, WatchSettings
+    from kipvs.reconcile import NodeIdentity
+    from tests.unit.fakes import RecordingRunner
+
+    def watcher_awaiting(min_sync_period):
+        watcher = Watcher([], RecordingRunner({}), NodeIdentity("node-a"), OPTS,
+                          WatchSettings(min_sync_period=min_sync_period))
+        watcher.state = state_of([])
+        watcher.reflectors = [_Pending(svc("web", selector={"app": "web"})), _Pending(), _Pending()]
+        return watcher
+
+    def timed(watcher, then=None) -> tuple[bool, float]:
+        if then:
+            threading.Timer(0.2, then).start()
+        started = time.monotonic()
+        return watcher._hold_for_first_slices(), time.monotonic() - started
+
+    stopped, seconds = timed(watcher_awaiting(0.3))
+    assert not stopped and 0.29 <= seconds < 2  # no slice came: the sync goes ahead after --min-sync-period
+
+    watcher = watcher_awaiting(30)
+
+    def slice_arrives():
+        watcher.reflectors[1].objects.append(eps("web", [ep("10.1.0.6")]))
+        watcher.dirty.set()  # as a reflector's event does
+    stopped, seconds = timed(watcher, slice_arrives)
+    assert not stopped and seconds < 5
+
+    watcher = watcher_awaiting(30)
+    stopped, seconds = timed(watcher, watcher.shutdown)
+    assert stopped and seconds < 5  # SIGTERM during a hold: no sync, no 30 s wait
