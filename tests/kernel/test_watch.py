@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from tests.kernel.lab import PYTHON, REPO, wait_until
+from tests.kernel.lab import PYTHON, REPO, Cluster, wait_until
 from tests.kernel.metrics_text import sample
 from tests.kernel.scenario import answering_pods
 from tests.kube.pairctl import control
@@ -45,24 +45,33 @@ def start_api_server(tmp_path):
     return api, sock, kubeconfig
 
 
-@pytest.fixture
-def watching(cluster, tmp_path):
-    for name in ("node1", "node2", "node3"):
-        cluster.add_pod(cluster.add_node(name), f"{name[-1]}-web")
-    cluster.add_pod(cluster.nodes["node2"], "4-web")  # 172.20.2.3, not in the example yet
-    api, sock, kubeconfig = start_api_server(tmp_path)
-    cluster.processes.append(api)
-    log = open(tmp_path / "watch.log", "w")
-    watch = subprocess.Popen(["ip", "netns", "exec", "node3", PYTHON, "-m", "kipvs", "-v", "watch",
-                              "--kubeconfig", str(kubeconfig), "--node-name", "node3", *RANGES,
-                              "--min-sync-period", "50ms", "--metrics-addr", "127.0.0.1:9254",
-                              "--ipvs-graceful-period", "2s", "--drain-record", str(tmp_path / "draining.json"),
-                              "--lock-file", str(tmp_path / "kipvs.lock")], stderr=log, cwd=REPO)
-    cluster.processes.append(watch)
-    node3 = cluster.nodes["node3"]
-    assert wait_until(lambda: "-A -t 10.254.0.20:80 -s rr" in node3.ipvs_rules(), 60), \
-        (tmp_path / "watch.log").read_text()
-    return cluster, sock, api, watch, tmp_path / "watch.log"
+@pytest.fixture(scope="module")
+def watching(tmp_path_factory):
+    """One API server and one `kipvs watch` for this module's tests (starting the pair costs ~50 s under UML):
+    the tests run in file order and the last one ends both (an API outage, then SIGTERM)."""
+    tmp_path = tmp_path_factory.mktemp("watching")
+    cluster = Cluster()
+    try:
+        for name in ("node1", "node2", "node3"):
+            cluster.add_pod(cluster.add_node(name), f"{name[-1]}-web")
+        cluster.add_pod(cluster.nodes["node2"], "4-web")  # 172.20.2.3, not in the example yet
+        api, sock, kubeconfig = start_api_server(tmp_path)
+        cluster.processes.append(api)
+        log = open(tmp_path / "watch.log", "w")
+        # Its settings file is its own (conftest's per-test one is not set yet for a module's fixture).
+        env = {**os.environ, "KIPVS_EFFECTIVE_CONFIG": str(tmp_path / "effective-config.yaml")}
+        watch = subprocess.Popen(["ip", "netns", "exec", "node3", PYTHON, "-m", "kipvs", "-v", "watch",
+                                  "--kubeconfig", str(kubeconfig), "--node-name", "node3", *RANGES,
+                                  "--min-sync-period", "50ms", "--metrics-addr", "127.0.0.1:9254",
+                                  "--ipvs-graceful-period", "2s", "--drain-record", str(tmp_path / "draining.json"),
+                                  "--lock-file", str(tmp_path / "kipvs.lock")], stderr=log, cwd=REPO, env=env)
+        cluster.processes.append(watch)
+        node3 = cluster.nodes["node3"]
+        assert wait_until(lambda: "-A -t 10.254.0.20:80 -s rr" in node3.ipvs_rules(), 60), \
+            (tmp_path / "watch.log").read_text()
+        yield cluster, sock, api, watch, tmp_path / "watch.log"
+    finally:
+        cluster.close()
 
 
 def apply(sock, obj):
@@ -135,6 +144,8 @@ def test_watch_follows_the_api_into_the_kernel(watching):
 
 
 def test_write_to_kernel_latency_api_outage_and_sigterm(watching):
+    """Runs after test_watch_follows_the_api_into_the_kernel on the same pair and watch (it resets the web
+    slice it times), and ends both."""
     cluster, sock, api, watch, log = watching
     node3 = cluster.nodes["node3"]
     web_slice = example_objects()[("EndpointSlice", "web-abcde")]
