@@ -316,7 +316,7 @@ def parse_service(obj: dict, problems: list[Problem]) -> ServiceSpec:
         internal_local=r.str(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy") == "Local",
         health_check_node_port=_health_check_port(r, spec), traffic_distribution=r.str(
             spec.get("trafficDistribution"), "spec.trafficDistribution"),
-        selects_pods=isinstance(spec.get("selector"), dict) and bool(spec.get("selector")),
+        selects_pods=isinstance(selector := spec.get("selector"), dict) and bool(selector),
         skip_reason=skip, malformed=r.malformed or not name,
         addresses_known=isinstance(spec_raw, dict) and bool(cluster_ips or headless or service_type == "ExternalName"))
     r.finish()
