@@ -262,12 +262,13 @@ def warn_missing_families(desired: Desired, node: NodeIdentity) -> None:
 
 def sync_once(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
               progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None,
-              planner: Callable[..., Desired] = compute) -> SyncResult:
+              planner: Callable[..., Desired] = compute, latest: Callable[[], Snapshot] | None = None) -> SyncResult:
     """`progress` hears each phase (a terminal shows it; elsewhere it is a log line). `known`: the
     kernel as the previous sync verified it, to plan from without reading it again (watch mode).
-    `planner`: how the desired state is computed (watch keeps its own, see kipvs.incremental)."""
-    return finish_sync(runner, start_sync(runner, snapshot, node, options, progress, known, planner), options,
-                       progress)
+    `planner`: how the desired state is computed (watch keeps its own, see kipvs.incremental).
+    `latest`: the cluster as it is once the kernel has been read, planned instead of `snapshot` (watch)."""
+    return finish_sync(runner, start_sync(runner, snapshot, node, options, progress, known, planner, latest),
+                       options, progress)
 
 
 @dataclass(frozen=True)
@@ -289,13 +290,15 @@ def without_endpoints(snapshot: Snapshot) -> Snapshot:
 
 def start_sync(runner: Runner, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions,
                progress: Callable[[str], None] = lambda phase: None, known: KernelFacts | None = None,
-               planner: Callable[..., Desired] = compute) -> Planned:
+               planner: Callable[..., Desired] = compute, latest: Callable[[], Snapshot] | None = None) -> Planned:
     """The first half of sync_once: read the kernel, compute the desired state."""
     started = time.monotonic()
     progress("reading the kernel")
     kernel = known if known is not None else read_kernel_or_empty(runner)
     check_interface(kernel, options.interface)
     kernel = with_timeouts(runner, kernel, options)
+    if latest is not None:  # changes that came while the kernel was read join this sync, not the next one
+        snapshot = latest()
     progress(f"planning {len(snapshot.services)} services")
     desired = planner(snapshot, node, options, kernel)
     return Planned(desired, kernel, without_endpoints(snapshot), node, started)

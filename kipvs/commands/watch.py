@@ -134,7 +134,8 @@ class Watcher:
                 # Without this node's Node, NodePorts and node IPs are unknown: stop, as kube-router does.
                 check_complete(snapshot, self.node, from_file=False)
                 with lock:
-                    result = sync_once(self.runner, snapshot, self.node, self.options, planner=self._rebuild)
+                    result = sync_once(self.runner, snapshot, self.node, self.options, planner=self._rebuild,
+                                       latest=lambda: self._latest(snapshot, triggers))
                 self.kernel = KernelIndex(result.kernel_after, self.options.interface) \
                     if result.converged and result.kernel_after is not None else None
             else:
@@ -173,6 +174,19 @@ class Watcher:
         else:
             log.log(level, "sync of %d changed service(s): %s", self.state.last_planned, result.summary())
         return result
+
+    def _latest(self, snapshot: Snapshot, triggers: list[float]) -> Snapshot:
+        """The caches once a full sync has read the kernel (seconds in a large node): what changed
+        meanwhile is drained into this sync (its trigger times with it), so it waits for the plan and
+        the writes only, not for the whole sync and then a sync of its own."""
+        drained = [r.drain() for r in self.reflectors]
+        if not any(d.relisted or d.changed for d in drained):
+            return snapshot
+        for d in drained:
+            triggers.extend(d.trigger_times)
+        latest = self.snapshot()
+        check_complete(latest, self.node, from_file=False)
+        return latest
 
     def _rebuild(self, snapshot: Snapshot, node: NodeIdentity, options: ProxyOptions, kernel: KernelFacts) -> Desired:
         """The planner of a full sync: every Service recomputed, kept for the event syncs that follow."""

@@ -218,8 +218,10 @@ class _StillCache:
         return self._items
 
     def drain(self):
+        from kipvs.sources.reflector import Drained
+
         listed, self._listed = self._listed, False
-        return listed, {}, []
+        return Drained(listed, {}, [])
 
     def pending(self):
         return []
@@ -284,3 +286,49 @@ def test_an_event_sync_decides_only_its_own_drains_and_keeps_the_other_clocks(mo
     kernel = read_kernel_or_empty(runner)
     assert with_draining(runner, compute(gone, NODE3, OPTS, kernel), kernel, OPTS, True, True)[1] == []
     assert json.loads(runner.written[RECORD]) == {other: 900.0}
+
+
+class _CacheAnEventReaches(_StillCache):
+    """A reflector's cache that one watch event changes later: pending (with its trigger time) until drained."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self._changed, self._triggers = {}, []
+
+    def event(self, items, trigger: float):
+        self._items = list(items)
+        self._changed = {(item["metadata"]["namespace"], item["metadata"]["name"]): item for item in items}
+        self._triggers = [trigger]
+
+    def drain(self):
+        from kipvs.sources.reflector import Drained
+
+        drained = Drained(self._listed, self._changed, self._triggers)
+        self._listed, self._changed, self._triggers = False, {}, []
+        return drained
+
+
+def test_a_change_that_comes_while_a_full_sync_reads_the_kernel_joins_that_sync(monkeypatch):
+    """The periodic full sync reads the whole kernel first (seconds on a large node): an event that lands
+    meanwhile is planned by that sync (its latency counted with it), not left for a sync of its own after."""
+    from kipvs.commands.watch import Watcher, WatchSettings
+
+    rolling, recovered = cluster(*ROLLING), cluster(ep(A, "node1"), ep(B, "node2"))  # A serves again
+    slices = _CacheAnEventReaches(rolling.endpoint_slices)
+
+    class EventDuringTheRead(RecordingRunner):
+        def run(self, argv, stdin=None):
+            if argv[:2] == ["ipvsadm", "-S"] and not slices._triggers and slices._items != recovered.endpoint_slices:
+                slices.event(recovered.endpoint_slices, trigger=123.0)
+            return super().run(argv, stdin)
+
+    # Without the event, this sync would drain A (weight 0: it still has a connection).
+    watcher = Watcher([], EventDuringTheRead(state(**{LIST: listing(1)})), NODE3, OPTS,
+                      WatchSettings(sync_period=3600))
+    watcher.reflectors = [_StillCache(rolling.services), slices, _StillCache(rolling.nodes)]
+    programmed = []
+    monkeypatch.setattr(watcher.metrics, "observe_programmed", lambda triggers, at: programmed.extend(triggers))
+    result = watcher.sync(full=True)
+    assert result.converged and result.plan.empty, result.plan.command_lines()
+    assert programmed == [123.0]
+    assert slices.drain().changed == {}  # nothing left for another sync

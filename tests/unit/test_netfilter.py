@@ -581,9 +581,11 @@ def test_watch_event_syncs_plan_netfilter_from_what_the_last_clean_write_left():
         pending: dict = {}
 
         def drain(self):
+            from kipvs.sources.reflector import Drained
+
             listed, self._listed = self._listed, False
             changed, self.pending = self.pending, {}
-            return listed, changed, []
+            return Drained(listed, changed, [])
 
     runner = RecordingRunner({**node_state(), **SAVES})  # netfilter converged for the captured cluster
     options = ProxyOptions(**RANGES, netfilter=NetfilterOptions(mode="legacy"))
