@@ -1,6 +1,6 @@
 """kipvs beside kube-proxy (IPVS mode) and kube-router (service proxy only) on one real kernel.
 
-One lab guest (UML, 1 vCPU), one real kube-apiserver + etcd inside it holding N ClusterIP Services x M
+One lab guest (UML, or QEMU where UML cannot run; 1 vCPU), one real kube-apiserver + etcd inside it holding N ClusterIP Services x M
 endpoints; each proxy in turn, rounds interleaved, is started with its defaults on a fresh node
 namespace (its own IPVS table, netfilter and ipsets) and measured from outside its process:
 
@@ -497,7 +497,8 @@ def report(args, runs: list[Run], versions: dict[str, str]) -> None:
     by = {(r.proxy, r.round): r for r in runs}
     print(f"\npeers side by side, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
           f"{args.services} ClusterIP Services x {args.endpoints} endpoints, {len(rounds)} round(s) interleaved "
-          f"(the second in reverse order); guest {platform.release()}, {os.cpu_count()} CPU, {GUEST_MEM}; "
+          f"(the second in reverse order); guest {os.environ.get('KIPVS_LAB_FLAVOUR', '?')} {platform.release()}, "
+          f"{os.cpu_count()} CPU, {GUEST_MEM}; "
           f"kernel polled every {args.poll:g} s (cold start {args.poll_cold:g} s)")
     for name, version in versions.items():
         print(f"  {name}: {version}")
