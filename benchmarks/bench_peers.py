@@ -1,8 +1,8 @@
 """kipvs beside kube-proxy (IPVS mode) and kube-router (service proxy only) on one real kernel.
 
-One lab guest (UML, or QEMU where UML cannot run; 1 vCPU), one real kube-apiserver + etcd inside it holding N ClusterIP Services x M
-endpoints; each proxy in turn, rounds interleaved, is started with its defaults on a fresh node
-namespace (its own IPVS table, netfilter and ipsets) and measured from outside its process:
+One lab guest (UML, or QEMU where UML cannot run; 1 vCPU), one real kube-apiserver + etcd inside it
+holding N ClusterIP Services x M endpoints; each proxy in turn, rounds interleaved, is started with its
+defaults on a fresh node namespace (its own IPVS table, netfilter and ipsets) and measured from outside its process:
 
 - cold start: process start -> every Service's virtual server and all its real servers in the kernel;
 - CPU to converge: user+system seconds of the proxy's process tree (reaped children included) by then;
